@@ -1,0 +1,5 @@
+import sys
+
+from greenmodel.cli.main import main
+
+sys.exit(main())
