@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: venv system-deps cluster test demo crds lint clean
+.PHONY: venv system-deps cluster test demo crds lint clean chart lock audit
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -25,6 +25,23 @@ demo: venv cluster    ## local simulated GPU cluster + operator + a sample Green
 
 crds: venv            ## regenerate crds/ from the pydantic models
 	$(PY) -m greenmodel.api.crdgen --write
+
+CHART := charts/greenmodel-operator
+chart: venv           ## sync the Helm chart with the sources: CRDs from crds/, values schema from settings.py, default catalog
+	cp crds/*.yaml $(CHART)/crds/
+	cp examples/modelcatalog-default.yaml $(CHART)/files/modelcatalog-default.yaml
+	$(PY) $(CHART)/hack/gen_schema.py
+
+lock: venv            ## re-pin dependencies with hashes (requirements.lock for the image, requirements-build.lock for its build)
+	$(VENV)/bin/pip install -q uv
+	$(VENV)/bin/uv pip compile pyproject.toml --generate-hashes --python-version 3.11 -o requirements.lock
+	printf 'setuptools>=69\nwheel>=0.43\n' | $(VENV)/bin/uv pip compile - --generate-hashes --python-version 3.11 --no-header -q -o requirements-build.lock
+	sed -i '1i # Build backend of pyproject.toml, pinned with hashes for the image build (Dockerfile). Regenerate: make lock' requirements-build.lock
+
+audit: venv           ## known vulnerabilities in the pinned dependencies (pip-audit + PyPI advisory data); AUDIT_ARGS=--strict to fail on unaudited pins
+	$(VENV)/bin/pip install -q 'pip-audit>=2.7,<3'
+	$(PY) .ci/audit.py requirements.lock $(AUDIT_ARGS)
+	$(PY) .ci/audit.py requirements-build.lock $(AUDIT_ARGS)
 
 clean:
 	e2e/cluster.sh down || true
