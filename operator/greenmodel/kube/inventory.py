@@ -1,0 +1,129 @@
+"""GPU inventory per (region, GPU product): allocatable on nodes minus what scheduled pods hold.
+
+Pure: takes node and pod dicts (as the API returns them) and counts. The reconciler lists
+nodes and non-terminated pods once per inventory refresh and shares the result between all
+GreenModels of that pass (one LIST of each, not one per GreenModel).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from greenmodel.kube import names
+
+TERMINATED_PHASES = ("Succeeded", "Failed")
+
+
+def parse_quantity_int(value) -> int:
+    """Integer count of an extended resource quantity ("2", 2, "2000m")."""
+    if value is None:
+        return 0
+    if isinstance(value, (int, float)):
+        return int(value)
+    s = str(value).strip()
+    if s.endswith("m"):
+        return int(s[:-1]) // 1000
+    if s.endswith("k"):
+        return int(s[:-1]) * 1000
+    try:
+        return int(s)
+    except ValueError:
+        return int(float(s))
+
+
+def pod_gpu_request(pod: dict, resource: str = names.GPU_RESOURCE) -> int:
+    """GPUs a pod holds: max(sum over containers, max over init containers), requests else limits."""
+    spec = pod.get("spec") or {}
+
+    def one(c: dict) -> int:
+        res = c.get("resources") or {}
+        req = (res.get("requests") or {}).get(resource)
+        lim = (res.get("limits") or {}).get(resource)
+        return parse_quantity_int(req if req is not None else lim)
+
+    main = sum(one(c) for c in spec.get("containers") or [])
+    init = max((one(c) for c in spec.get("initContainers") or []), default=0)
+    return max(main, init)
+
+
+def node_is_schedulable(node: dict) -> bool:
+    if (node.get("spec") or {}).get("unschedulable"):
+        return False
+    for cond in (node.get("status") or {}).get("conditions") or []:
+        if cond.get("type") == "Ready":
+            return cond.get("status") == "True"
+    return False
+
+
+@dataclass
+class PoolGpus:
+    """GPUs of one product in one region."""
+
+    region: str
+    gpu_product: str
+    allocatable: int = 0
+    used: int = 0
+    nodes: int = 0
+    free_per_node: list[int] = field(default_factory=list)
+    used_by_instance: dict[tuple[str, str], int] = field(default_factory=dict)  # (ns, gm) -> GPUs
+
+    @property
+    def free(self) -> int:
+        return max(0, self.allocatable - self.used)
+
+    def free_for(self, namespace: str, gm_name: str) -> int:
+        """Free GPUs as one GreenModel sees them: its own current pods count as available to it."""
+        own = self.used_by_instance.get((namespace, names.label_value(gm_name)), 0)
+        return max(0, self.allocatable - self.used + own)
+
+    def fits(self, gpus_per_replica: int) -> int:
+        """How many replicas of ``gpus_per_replica`` fit, node by node (fragmentation counts)."""
+        if gpus_per_replica <= 0:
+            return 0
+        return sum(f // gpus_per_replica for f in self.free_per_node)
+
+
+Inventory = dict[tuple[str, str], PoolGpus]
+
+
+def gpu_inventory(nodes: list[dict], pods: list[dict], resource: str = names.GPU_RESOURCE) -> Inventory:
+    """Allocatable GPUs of schedulable Ready nodes, minus requests of scheduled non-terminated pods."""
+    node_pool: dict[str, tuple[str, str]] = {}
+    node_free: dict[str, int] = {}
+    inv: Inventory = {}
+    for node in nodes:
+        meta = node.get("metadata") or {}
+        labels = meta.get("labels") or {}
+        region = labels.get(names.REGION_LABEL)
+        product = labels.get(names.GPU_PRODUCT_LABEL)
+        alloc = parse_quantity_int(((node.get("status") or {}).get("allocatable") or {}).get(resource))
+        if not region or not product or alloc <= 0 or not node_is_schedulable(node):
+            continue
+        pool = inv.setdefault((region, product), PoolGpus(region, product))
+        pool.allocatable += alloc
+        pool.nodes += 1
+        node_pool[meta.get("name", "")] = (region, product)
+        node_free[meta.get("name", "")] = alloc
+    for pod in pods:
+        status = pod.get("status") or {}
+        if status.get("phase") in TERMINATED_PHASES:
+            continue
+        node_name = (pod.get("spec") or {}).get("nodeName")
+        if not node_name or node_name not in node_pool:
+            continue
+        gpus = pod_gpu_request(pod, resource)
+        if gpus <= 0:
+            continue
+        pool = inv[node_pool[node_name]]
+        pool.used += gpus
+        node_free[node_name] -= gpus
+        meta = pod.get("metadata") or {}
+        labels = meta.get("labels") or {}
+        if labels.get(names.LABEL_MANAGED_BY) == names.MANAGED_BY and labels.get(names.LABEL_INSTANCE):
+            key = (meta.get("namespace", ""), labels[names.LABEL_INSTANCE])
+            pool.used_by_instance[key] = pool.used_by_instance.get(key, 0) + gpus
+    for node_name, key in node_pool.items():
+        inv[key].free_per_node.append(max(0, node_free[node_name]))
+    for pool in inv.values():
+        pool.free_per_node.sort(reverse=True)
+    return inv
