@@ -1,0 +1,63 @@
+"""GPU inventory per region and product: allocatable minus requests of non-terminated pods."""
+
+from __future__ import annotations
+
+from greenmodel.kube.inventory import gpu_inventory, parse_quantity_int, pod_gpu_request
+
+
+def node(name, region, product, gpus, ready=True, unschedulable=False):
+    return {"metadata": {"name": name, "labels": {"topology.kubernetes.io/region": region,
+                                                   "nvidia.com/gpu.product": product}},
+            "spec": {"unschedulable": unschedulable},
+            "status": {"allocatable": {"nvidia.com/gpu": str(gpus)},
+                       "conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}}
+
+
+def pod(node_name, gpus, phase="Running", ns="a", instance=None, init=0):
+    labels = {}
+    if instance:
+        labels = {"app.kubernetes.io/instance": instance, "app.kubernetes.io/managed-by": "greenmodel-operator"}
+    spec = {"nodeName": node_name, "containers": [{"resources": {"limits": {"nvidia.com/gpu": gpus}}}]}
+    if init:
+        spec["initContainers"] = [{"resources": {"requests": {"nvidia.com/gpu": init}}}]
+    return {"metadata": {"namespace": ns, "labels": labels}, "spec": spec, "status": {"phase": phase}}
+
+
+def test_counts_allocatable_minus_scheduled_non_terminated():
+    nodes = [node("n1", "r1", "L4", 4), node("n2", "r1", "L4", 4), node("n3", "r2", "H100", 8)]
+    pods = [pod("n1", 2), pod("n1", 1, phase="Succeeded"), pod("n2", 3, phase="Pending"),
+            pod(None, 4, phase="Pending"), pod("n3", 8, phase="Failed")]
+    inv = gpu_inventory(nodes, pods)
+    assert inv[("r1", "L4")].allocatable == 8
+    assert inv[("r1", "L4")].used == 5
+    assert inv[("r1", "L4")].free == 3
+    assert inv[("r1", "L4")].free_per_node == [2, 1]
+    assert inv[("r2", "H100")].free == 8
+
+
+def test_not_ready_cordoned_and_unlabelled_nodes_do_not_count():
+    nodes = [node("n1", "r1", "L4", 4, ready=False), node("n2", "r1", "L4", 4, unschedulable=True),
+             {"metadata": {"name": "cpu", "labels": {}}, "status": {"allocatable": {"cpu": "8"}}}]
+    assert gpu_inventory(nodes, []) == {}
+
+
+def test_own_pods_count_as_available_to_their_greenmodel_only():
+    inv = gpu_inventory([node("n1", "r1", "L4", 4)], [pod("n1", 2, ns="t", instance="chat"), pod("n1", 1)])
+    pool = inv[("r1", "L4")]
+    assert pool.free == 1
+    assert pool.free_for("t", "chat") == 3
+    assert pool.free_for("t", "other") == 1
+    assert pool.free_for("u", "chat") == 1
+
+
+def test_fragmentation_counts_whole_replicas_per_node():
+    inv = gpu_inventory([node("n1", "r", "H100", 8), node("n2", "r", "H100", 8)], [pod("n1", 7), pod("n2", 7)])
+    pool = inv[("r", "H100")]
+    assert pool.free == 2
+    assert pool.fits(2) == 0 and pool.fits(1) == 2
+
+
+def test_quantities_and_init_containers():
+    assert parse_quantity_int("2") == 2 and parse_quantity_int(3) == 3 and parse_quantity_int("2000m") == 2
+    assert pod_gpu_request(pod("n", 1, init=4)) == 4
+    assert pod_gpu_request(pod("n", 2, init=1)) == 2
