@@ -31,6 +31,7 @@ chart: venv           ## sync the Helm chart with the sources: CRDs from crds/, 
 	cp crds/*.yaml $(CHART)/crds/
 	cp examples/modelcatalog-default.yaml $(CHART)/files/modelcatalog-default.yaml
 	$(PY) $(CHART)/hack/gen_schema.py
+	$(PY) $(CHART)/hack/gen_dashboard.py
 
 lock: venv            ## re-pin dependencies with hashes (requirements.lock for the image, requirements-build.lock for its build)
 	$(VENV)/bin/pip install -q uv
