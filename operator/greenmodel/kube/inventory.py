@@ -86,8 +86,13 @@ class PoolGpus:
 Inventory = dict[tuple[str, str], PoolGpus]
 
 
-def gpu_inventory(nodes: list[dict], pods: list[dict], resource: str = names.GPU_RESOURCE) -> Inventory:
-    """Allocatable GPUs of schedulable Ready nodes, minus requests of scheduled non-terminated pods."""
+def gpu_inventory(nodes: list[dict], pods: list[dict], resource: str = names.GPU_RESOURCE,
+                  skip_managed: bool = False) -> Inventory:
+    """Allocatable GPUs of schedulable Ready nodes, minus requests of scheduled non-terminated pods.
+
+    ``skip_managed`` leaves out our own serving pods (their demand is counted from our
+    Deployments instead, see ``free_gpus_for``).
+    """
     node_pool: dict[str, tuple[str, str]] = {}
     node_free: dict[str, int] = {}
     inv: Inventory = {}
@@ -119,7 +124,11 @@ def gpu_inventory(nodes: list[dict], pods: list[dict], resource: str = names.GPU
         node_free[node_name] -= gpus
         meta = pod.get("metadata") or {}
         labels = meta.get("labels") or {}
-        if labels.get(names.LABEL_MANAGED_BY) == names.MANAGED_BY and labels.get(names.LABEL_INSTANCE):
+        ours = labels.get(names.LABEL_MANAGED_BY) == names.MANAGED_BY and labels.get(names.LABEL_NAME) == names.APP_NAME
+        if ours and skip_managed:
+            pool.used -= gpus  # undo: counted from our Deployments instead
+            continue
+        if ours and labels.get(names.LABEL_INSTANCE):
             key = (meta.get("namespace", ""), labels[names.LABEL_INSTANCE])
             pool.used_by_instance[key] = pool.used_by_instance.get(key, 0) + gpus
     for node_name, key in node_pool.items():
@@ -127,3 +136,37 @@ def gpu_inventory(nodes: list[dict], pods: list[dict], resource: str = names.GPU
     for pool in inv.values():
         pool.free_per_node.sort(reverse=True)
     return inv
+
+
+def deployment_demand(deployment: dict, resource: str = names.GPU_RESOURCE) -> tuple[tuple[str, str], str, int] | None:
+    """((region, product), owner uid, GPUs) a Deployment of ours asks for: replicas x GPUs per pod.
+
+    Counting desired replicas (not only scheduled pods) makes a burst of new GreenModels see
+    each other's demand at once, before their pods exist.
+    """
+    from greenmodel.kube.builders import parse_placement_annotation
+
+    meta = deployment.get("metadata") or {}
+    placement = parse_placement_annotation(meta.get("annotations"))
+    owners = [r.get("uid") for r in meta.get("ownerReferences") or [] if r.get("uid")]
+    if placement is None or not owners:
+        return None
+    spec = deployment.get("spec") or {}
+    per_pod = pod_gpu_request({"spec": (spec.get("template") or {}).get("spec") or {}}, resource)
+    replicas = max(int(spec.get("replicas", 1)), int((deployment.get("status") or {}).get("replicas") or 0))
+    return (placement.region, placement.gpu_product), owners[0], per_pod * replicas
+
+
+def free_gpus_for(inv: Inventory, demands: list[tuple[tuple[str, str], str, int]], owner_uid: str,
+                  ) -> dict[tuple[str, str], int]:
+    """Free GPUs per pool as one GreenModel sees them.
+
+    ``inv`` must be built from pods *other* than ours (``skip_managed=True``); our own demand is
+    taken from our Deployments (``demands``), except the asking GreenModel's own, which is free
+    to it (it may rescale or move within what it holds).
+    """
+    others: dict[tuple[str, str], int] = {}
+    for pool, uid, gpus in demands:
+        if uid != owner_uid:
+            others[pool] = others.get(pool, 0) + gpus
+    return {key: max(0, pool.allocatable - pool.used - others.get(key, 0)) for key, pool in inv.items()}
