@@ -1,10 +1,13 @@
 {{/*
-RBAC rules of the operator, grouped by purpose, each with the reason it is needed.
+RBAC rules of the operator, grouped by purpose, each with the reason it is needed. Verbs are those the
+code uses (operator/greenmodel/kube/client.py: GET/LIST/WATCH, server-side apply = PATCH, POST of Events,
+DELETE of dropped placements) and e2e/rbac-matrix.yaml pins the result. Nothing for CRDs or namespaces:
+kopf runs with scanning disabled and only watch handlers, so it writes nothing and discovers nothing.
 Two groups, so that with rbac.scope=namespace everything namespaced lives in Roles and the
-ClusterRole holds only what is cluster-scoped by nature.
+ClusterRole holds only what needs the whole cluster.
 */}}
 
-{{/* Cluster-scoped resources: needed whatever the scope. */}}
+{{/* Needed whatever the scope. */}}
 {{- define "greenmodel.rules.clusterScoped" -}}
 # Catalog: ModelCatalogs are cluster-scoped and admin-owned; the operator only reads them.
 - apiGroups: ["greenmodel.dev"]
@@ -14,36 +17,28 @@ ClusterRole holds only what is cluster-scoped by nature.
 - apiGroups: [""]
   resources: ["nodes"]
   verbs: ["get", "list", "watch"]
-# kopf start-up: resource discovery checks that the CRDs it serves exist.
-- apiGroups: ["apiextensions.k8s.io"]
-  resources: ["customresourcedefinitions"]
-  verbs: ["get", "list", "watch"]
-{{- end }}
-
-{{/* Cluster-wide watching needs the namespace list (kopf follows namespaces as they come and go). */}}
-{{- define "greenmodel.rules.namespaceDiscovery" -}}
-# kopf cluster-wide mode: list and watch namespaces to serve GreenModels in all of them.
+# GPU inventory: GPUs requested by every pod on a node (free = allocatable - requested), whoever owns it;
+# read-only, and pods are never created or deleted by the operator (their Deployments are).
 - apiGroups: [""]
-  resources: ["namespaces"]
+  resources: ["pods"]
   verbs: ["list", "watch"]
 {{- end }}
 
-{{/* Namespaced resources: in a ClusterRole (scope=cluster) or a Role per watched namespace. */}}
+{{/* Namespaced resources: in the ClusterRole (scope=cluster) or a Role per watched namespace. */}}
 {{- define "greenmodel.rules.namespaced" -}}
-# The primary resource: watch GreenModels; patch for kopf's finalizer and progress annotations.
-# No create/update/delete: the operator never writes the user's spec.
+# The primary resource: read GreenModels. No create/update/patch/delete: the operator never writes the spec.
 - apiGroups: ["greenmodel.dev"]
   resources: ["greenmodels"]
-  verbs: ["get", "list", "watch", "patch"]
-# Status is the operator's output (conditions, decision, placement).
+  verbs: ["get", "list", "watch"]
+# Status is the operator's output (conditions, decision, placement), written as a patch of /status.
 - apiGroups: ["greenmodel.dev"]
   resources: ["greenmodels/status"]
-  verbs: ["get", "patch", "update"]
-# Children: serving Deployments, applied with server-side apply (patch), removed when a placement is dropped.
+  verbs: ["patch"]
+# Children: serving Deployments, server-side applied (patch; create when new), deleted when a placement is dropped.
 - apiGroups: ["apps"]
   resources: ["deployments"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
-# Children: one Service per GreenModel in front of the serving pods.
+# Children: one Service per GreenModel in front of whichever placement is live.
 - apiGroups: [""]
   resources: ["services"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
@@ -51,16 +46,8 @@ ClusterRole holds only what is cluster-scoped by nature.
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
-# GPU inventory: GPUs already requested by running pods (free = allocatable - requested); read-only.
-- apiGroups: [""]
-  resources: ["pods"]
-  verbs: ["get", "list", "watch"]
-# Events explaining decisions (core/v1: kopf and the operator's own Events; patch aggregates repeats).
+# Events explaining decisions (VariantSelected, RegionSwitched, ...) on GreenModels.
 - apiGroups: [""]
   resources: ["events"]
-  verbs: ["create", "patch"]
-# Events through the events.k8s.io/v1 API (same objects, newer API).
-- apiGroups: ["events.k8s.io"]
-  resources: ["events"]
-  verbs: ["create", "patch"]
+  verbs: ["create"]
 {{- end }}
