@@ -1,0 +1,84 @@
+"""The benchmark figure: grid intensity per region, where greenmodel placed the work, and
+cumulative emissions per policy. matplotlib is imported lazily (the `bench` extra)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import TYPE_CHECKING, Sequence
+
+import numpy as np
+
+from greenmodel.bench.metrics import PolicyRun, hourly_grams
+
+if TYPE_CHECKING:  # pragma: no cover
+    from greenmodel.bench.simulator import Scenario
+
+
+def _smooth(values: np.ndarray, hours: int) -> np.ndarray:
+    """Daily means for runs longer than two weeks, so a year stays readable; else hourly."""
+    if hours <= 24 * 14:
+        return values
+    n = hours // 24 * 24
+    return values[:n].reshape(-1, 24).mean(axis=1)
+
+
+def write_plot(path: str, scenario: "Scenario", runs: Sequence[PolicyRun], focus: str = "greenmodel") -> None:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise RuntimeError("--plot needs matplotlib: pip install 'greenmodel-operator[bench]'") from exc
+
+    hours = scenario.hours
+    t = [scenario.start + timedelta(hours=h) for h in range(hours)]
+    daily = hours > 24 * 14
+    td = t[::24][: hours // 24] if daily else t
+    regions = scenario.regions
+    colours = {r: plt.cm.tab10(i % 10) for i, r in enumerate(regions)}
+
+    fig, axes = plt.subplots(3, 1, figsize=(11, 8.5), sharex=True, gridspec_kw={"height_ratios": [3, 2, 3]})
+    ax = axes[0]
+    for i, r in enumerate(regions):
+        ax.plot(td, _smooth(scenario.intensity[i], hours), lw=0.9, color=colours[r], label=r)
+    ax.set_ylabel("gCO2e/kWh" + (" (daily mean)" if daily else ""))
+    ax.set_title("Grid carbon intensity per region (Electricity Maps, direct)")
+    ax.legend(ncol=len(regions), fontsize=8, loc="upper right")
+    ax.grid(alpha=0.3)
+
+    ax = axes[1]
+    focus_run = next((r for r in runs if r.name == focus), None)
+    if focus_run is not None:
+        idx = np.array([regions.index(r) for r in focus_run.region])
+        variants = sorted(set(focus_run.variant))
+        markers = "osD^v<>p*h"
+        for j, v in enumerate(variants):
+            m = np.array([x == v for x in focus_run.variant])
+            ax.scatter(
+                np.array(t, dtype=object)[m],
+                idx[m],
+                s=4,
+                marker=markers[j % len(markers)],
+                c=[colours[regions[k]] for k in idx[m]],
+                label=v,
+                rasterized=True,
+            )
+        ax.set_yticks(range(len(regions)), regions)
+        ax.set_ylim(-0.5, len(regions) - 0.5)
+        ax.legend(fontsize=7, loc="upper right", markerscale=3, ncol=min(3, len(variants)))
+        ax.set_title(f"Where {focus} served the workload (region; marker = variant; {sum(focus_run.switched)} switches)")
+    ax.grid(alpha=0.3)
+
+    ax = axes[2]
+    for run in runs:
+        cum = np.cumsum(hourly_grams(run, with_embodied=True)) / 1000.0
+        ax.plot(t, cum, lw=1.4, label=f"{run.name} ({cum[-1]:,.0f} kg)")
+    ax.set_ylabel("kgCO2e (Scope 2 + embodied)")
+    ax.set_title("Cumulative emissions per policy")
+    ax.legend(fontsize=8, loc="upper left")
+    ax.grid(alpha=0.3)
+    fig.autofmt_xdate()
+    fig.tight_layout()
+    fig.savefig(path, dpi=80)
+    plt.close(fig)
