@@ -367,6 +367,91 @@ def _prime_with_retry(rt: Runtime) -> None:
 
 
 # ---------------------------------------------------------------------------------------------
+# Thin I/O used by the pass: every write is counted, skipped when the live copy already matches,
+# and written through to the cache.
+_CACHES = {"Deployment": "deployments", "Service": "services", "PodDisruptionBudget": "pdbs"}
+_KINDS = {"Deployment": kc.DEPLOYMENTS, "Service": kc.SERVICES, "PodDisruptionBudget": kc.PDBS}
+
+
+def apply_child(rt: Runtime, desired: dict, *, verify_live: bool = False) -> bool:
+    """Server-side apply ``desired`` unless the cached live object already matches. True if sent.
+
+    ``verify_live`` re-reads the object from the API first (used before moving a Service, the
+    one write whose staleness could cost availability).
+    """
+    from greenmodel.kube.diff import needs_apply
+
+    kind = desired["kind"]
+    cache: ObjectCache = getattr(rt, _CACHES[kind])
+    meta = desired["metadata"]
+    live = cache.get(meta["namespace"], meta["name"])
+    if verify_live:
+        live = rt.client.get(_KINDS[kind], meta["name"], meta["namespace"])
+        if live is not None:
+            cache.upsert(live)
+    if not needs_apply(desired, live):
+        return False
+    result = rt.client.apply(_KINDS[kind], desired)
+    obs.CHILD_WRITES_TOTAL.labels(kind, "apply").inc()
+    cache.upsert(result)
+    return True
+
+
+def delete_child(rt: Runtime, kind: str, obj: dict) -> bool:
+    meta = obj.get("metadata") or {}
+    gone = rt.client.delete(_KINDS[kind], meta["name"], meta.get("namespace"), uid=meta.get("uid"))
+    obs.CHILD_WRITES_TOTAL.labels(kind, "delete").inc()
+    getattr(rt, _CACHES[kind]).remove(obj)
+    return gone
+
+
+def write_status(rt: Runtime, body: dict, status: dict) -> bool:
+    """Merge-patch /status only when it differs from the stored status. True if written.
+
+    Keys we published before but not now are sent as null (merge-patch deletion).
+    """
+    live = body.get("status") or {}
+    if all(live.get(k) == v for k, v in status.items()):
+        return False
+    patch = dict(status)
+    meta = body["metadata"]
+    result = rt.client.patch_status(kc.GREENMODELS, meta["name"], meta.get("namespace"), patch)
+    obs.STATUS_WRITES_TOTAL.inc()
+    if result:
+        rt.greenmodels.upsert(result)
+    return True
+
+
+def involved_ref(body: dict) -> dict:
+    meta = body["metadata"]
+    return {"apiVersion": f"{GROUP}/{VERSION}", "kind": "GreenModel", "name": meta["name"],
+            "namespace": meta.get("namespace", ""), "uid": meta.get("uid", "")}
+
+
+def update_capacity_exclusions(rt: Runtime, key: Key, children, now_mono: float | None = None
+                               ) -> dict[tuple[str, str], str]:
+    """Remember (region, product) pools where our pods were Unschedulable; forget expired ones.
+
+    Returns the active exclusions with the scheduler's message. A pool stays excluded for
+    ``capacity_exclusion_seconds`` after the last sighting, so a freed placement does not
+    flap back and forth with the scheduler.
+    """
+    now_mono = time.monotonic() if now_mono is None else now_mono
+    ex = rt.capacity_exclusions.setdefault(key, {})
+    for dep in children.deployments.values():
+        if dep.pods_unschedulable > 0:
+            pool = (dep.placement.region, dep.placement.gpu_product)
+            msg = (f"{dep.pods_unschedulable} pod(s) of {dep.name} Pending in {pool[0]} "
+                   f"({pool[1]}): {dep.unschedulable_message}")
+            ex[pool] = (now_mono + rt.capacity_exclusion_seconds, msg)
+    for pool in [p for p, (until, _) in ex.items() if until <= now_mono]:
+        del ex[pool]
+    if not ex:
+        rt.capacity_exclusions.pop(key, None)
+    return {pool: msg for pool, (_, msg) in ex.items()}
+
+
+# ---------------------------------------------------------------------------------------------
 # The pass
 def reconcile_pass(rt: Runtime, body: dict) -> float | None:  # replaced below once the API lands
     raise kopf.TemporaryError("reconcile not implemented", delay=60)
