@@ -1,0 +1,76 @@
+#!/usr/bin/env python3
+"""Run the trace-driven replay benchmark on the shared real data and print numbers + timings.
+
+    .venv/bin/python benchmarks/bench_replay.py [--data ../shared/data] [--days 365] [--trace conversation]
+                                                [--plot docs/benchmark.png] [--json out.json]
+
+A year of hourly intensity for the six Electricity Maps zones in ../shared/data/grid, the Azure
+conversation trace stretched with the 2022 hourly load shape, the default catalog and the example
+GreenModel. Prints the same table as `greenmodel bench`, the wall time of each phase and the mean
+planner call time. Numbers only: nothing here asserts on time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", default=os.environ.get("GREENMODEL_SHARED_DATA", str(ROOT.parent / "shared" / "data")))
+    ap.add_argument("--days", type=float, default=None, help="default: every common hour (a year)")
+    ap.add_argument("--trace", default="conversation", choices=("conversation", "code"))
+    ap.add_argument("--zones", default="DE,GB,FR,PL,ES,NL",
+                    help="zones in order; the first is the static baseline's region (default DE,GB,FR,PL,ES,NL)")
+    ap.add_argument("--plot", default=None, help="write the figure here (e.g. docs/benchmark.png)")
+    ap.add_argument("--json", default=None, help="also write the JSON result here")
+    args = ap.parse_args()
+
+    from greenmodel.bench import simulator
+
+    data = Path(args.data)
+    files = [str(data / "grid" / "electricitymaps-2022" / f"{z}_2022_hourly.csv") for z in args.zones.split(",")]
+    trace = str(data / "traces" / f"azure-llm-2023-{args.trace}.csv")
+    missing = [f for f in files + [trace] if not Path(f).exists()]
+    if missing:
+        print(f"missing data files: {missing} (set --data or GREENMODEL_SHARED_DATA)", file=sys.stderr)
+        return 2
+
+    t0 = time.perf_counter()
+    scenario = simulator.build_scenario(intensity_files=files, trace_file=trace, days=args.days)
+    t1 = time.perf_counter()
+    result = simulator.run_all(scenario)
+    t2 = time.perf_counter()
+    runs = result.pop("_runs")
+    if args.plot:
+        from greenmodel.bench.plot import write_plot
+
+        write_plot(args.plot, scenario, runs)
+    t3 = time.perf_counter()
+    result["timings"]["loadSeconds"] = round(t1 - t0, 3)
+    print(simulator.format_table(result))
+    print()
+    print(f"cpu cores available: {len(os.sched_getaffinity(0))}")
+    print(f"load + stretch: {t1 - t0:6.2f} s")
+    print(f"replay (all policies): {t2 - t1:6.2f} s for {scenario.hours} hours x {len(scenario.regions)} regions")
+    for name, pol in result["policies"].items():
+        print(f"  {name:14s} decide {pol['decideSeconds']:7.2f} s")
+    calls = result["timings"].get("planCalls", 0)
+    if calls:
+        print(f"plan() calls: {calls}, mean {result['timings']['planSeconds'] / calls * 1e3:.3f} ms per call")
+    if args.plot:
+        print(f"plot: {t3 - t2:6.2f} s -> {args.plot} ({Path(args.plot).stat().st_size / 1024:.0f} KiB)")
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
