@@ -1,0 +1,46 @@
+"""The pure parts of `greenmodel demo`: the operator config it generates and what it shows."""
+
+from __future__ import annotations
+
+from greenmodel.cli import demo
+from greenmodel.settings import Settings
+
+
+def test_demo_config_is_valid_and_points_every_region_at_the_replay_server():
+    cfg = demo.operator_config("http://127.0.0.1:43123")
+    settings = Settings.model_validate(cfg)
+    for region, zone in demo.REGIONS.items():
+        rs = settings.region(region)
+        assert rs.zone == zone and rs.providers == ["electricitymaps", "static"]
+    assert settings.carbon.providers["electricitymaps"].endpoint == "http://127.0.0.1:43123"
+    assert settings.network.allow_insecure_http_hosts == ["127.0.0.1"]
+
+
+def test_grid_lines_mark_the_serving_region_and_scale_bars():
+    lines = demo.describe_grid({"europe-west2": 200.0, "europe-west9": 50.0, "europe-central2": 800.0},
+                               {"europe-west9"}, "2022-03-07 12:00")
+    fr = next(l for l in lines if "europe-west9" in l)
+    pl = next(l for l in lines if "europe-central2" in l)
+    de = next(l for l in lines if "europe-west3" in l)
+    assert "serving here" in fr and "serving here" not in pl
+    assert pl.count("#") == 30 and fr.count("#") == 2  # 50/800 of 30 columns, rounded
+    assert "?" in de  # unknown is shown as unknown, not zero
+
+
+def test_decision_lines_from_status():
+    gm = {"metadata": {"name": "chat", "namespace": "greenmodel-demo"},
+          "status": {"conditions": [{"type": "Ready", "status": "True", "reason": "Placed", "message": "ok"},
+                                    {"type": "CarbonDataAvailable", "status": "False", "reason": "Stale", "message": "old"}],
+                     "placement": {"variant": "llama-3.1-8b-fp8", "region": "europe-west9", "replicas": 2}}}
+    lines = demo.describe_decision(gm)
+    assert lines[0] == "GreenModel greenmodel-demo/chat: Ready=True (Placed)"
+    assert "variant=llama-3.1-8b-fp8" in lines[1] and "region=europe-west9" in lines[1]
+    assert any("CarbonDataAvailable=False" in l for l in lines)
+
+
+def test_pod_lines_show_node_region():
+    nodes = {"gpu-fr-1": {"metadata": {"labels": {"topology.kubernetes.io/region": "europe-west9",
+                                                   "nvidia.com/gpu.product": "NVIDIA-L4"}}}}
+    pods = [{"metadata": {"name": "chat-abc"}, "spec": {"nodeName": "gpu-fr-1"}, "status": {"phase": "Running"}}]
+    (header, line) = demo.describe_pods(pods, nodes)
+    assert "europe-west9" in line and "NVIDIA-L4" in line and "Running" in line
