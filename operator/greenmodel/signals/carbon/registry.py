@@ -1,0 +1,75 @@
+"""Build the configured carbon providers from settings (the only place they are constructed)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Callable
+
+from .base import CarbonProvider, ProviderError, Reason, utcnow
+
+
+def _credential(ref, secret_reader) -> Callable[[], str] | None:
+    """A lazy credential: resolved on use, so a missing Secret fails that provider (and the chain
+    falls back) instead of crashing the operator at start-up."""
+    if ref is None:
+        return None
+
+    def get() -> str:
+        from greenmodel.settings import CredentialError
+
+        try:
+            return ref.resolve(secret_reader)
+        except CredentialError as exc:
+            raise ProviderError(Reason.MISCONFIGURED, str(exc)) from None
+
+    return get
+
+
+def build_providers(
+    settings,
+    *,
+    http=None,
+    clock: Callable[[], datetime] = utcnow,
+    secret_reader=None,
+) -> dict[str, CarbonProvider]:
+    from greenmodel.signals.http import SafeHttpClient
+
+    if http is None:
+        http = SafeHttpClient(settings.network, use_environment_proxies=settings.network.use_environment_proxies)
+    out: dict[str, CarbonProvider] = {}
+    for name, p in settings.carbon.providers.items():
+        if p.type == "static":
+            from .static import StaticCarbonProvider
+
+            out[name] = StaticCarbonProvider(name, p.grams_per_kilowatt_hour, note=p.source_note, clock=clock)
+        elif p.type == "electricitymaps":
+            from .electricitymaps import ElectricityMapsProvider
+
+            out[name] = ElectricityMapsProvider(
+                name, p.endpoint, http, token=_credential(p.credentials, secret_reader),
+                emission_factor_type=p.emission_factor_type, clock=clock,
+            )
+        elif p.type == "watttime":
+            from .watttime import WattTimeProvider
+
+            creds = p.credentials
+            out[name] = WattTimeProvider(
+                name, p.endpoint, http,
+                username=_credential(creds.username if creds else None, secret_reader),
+                password=_credential(creds.password if creds else None, secret_reader),
+                clock=clock,
+            )
+        elif p.type == "ukgrid":
+            from .ukgrid import UKGridProvider
+
+            out[name] = UKGridProvider(name, p.endpoint, http, clock=clock)
+        elif p.type == "prometheus":
+            from .prometheus import PrometheusIntensityProvider
+
+            url = p.url or settings.prometheus.url
+            if not url:
+                raise ValueError(f"carbon provider {name}: no url and no prometheus.url configured")
+            out[name] = PrometheusIntensityProvider(name, url, p.query, http, clock=clock)
+        else:  # pragma: no cover - the settings schema forbids it
+            raise ValueError(f"unknown provider type {p.type}")
+    return out
