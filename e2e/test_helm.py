@@ -225,8 +225,11 @@ def test_template_applies_with_server_side_dry_run(tools, crds, operator_ns):
 @pytest.fixture(scope="module")
 def release(tools, crds, operator_ns):
     extra = []
-    for s in getattr(tools.cluster, "helm_extra_sets", []) or []:
-        extra += ["--set", s]
+    # A catalog another test (or the session) already applied cannot be adopted by Helm ("invalid ownership
+    # metadata"); then install without it and leave it alone.
+    catalog = next(d for d in yaml.safe_load_all((CHART / "files" / "modelcatalog-default.yaml").read_text()) if d)
+    if tools.kubectl("get", "modelcatalog", catalog["metadata"]["name"], check=False).returncode == 0:
+        extra += ["--set", "defaultCatalog.enabled=false"]
     tools.timed("install --wait", tools.helm_, "install", RELEASE, str(CHART), "-n", operator_ns,
                 "--wait", "--timeout", "180s", *extra, timeout=240)
     yield {"namespace": operator_ns, "sa": f"{RELEASE}-greenmodel-operator", "extra": extra}
