@@ -35,7 +35,10 @@ LABEL org.opencontainers.image.title="greenmodel-operator" \
 COPY --from=build /opt/venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
-    PYTHONUNBUFFERED=1
+    PYTHONUNBUFFERED=1 \
+    GREENMODEL_METRICS_PORT=8080 \
+    GREENMODEL_HEALTH_PORT=8081 \
+    GREENMODEL_METRICS_ADDRESS=0.0.0.0
 # Numeric non-root user (no /etc/passwd entry needed): runAsNonRoot can verify it; matches the chart.
 USER 65532:65532
 WORKDIR /tmp

@@ -91,6 +91,11 @@ def test_exec_form_entrypoint_runs_greenmodel_run():
 def test_healthcheck_probes_the_liveness_endpoint():
     hc = [a for i, a in INSTR if i == "HEALTHCHECK"]
     assert hc and "CMD [" in hc[-1] and "/healthz" in hc[-1]
+    # The port probed is the one `greenmodel run` serves /healthz on with the image's defaults.
+    port = re.search(r"127\.0\.0\.1:(\d+)/healthz", hc[-1]).group(1)
+    env = " ".join(a for i, a in stages()[-1] if i == "ENV")
+    assert f"GREENMODEL_HEALTH_PORT={port}" in env
+    assert port in " ".join(a for i, a in INSTR if i == "EXPOSE").split()
 
 
 def test_no_lint_smells():
