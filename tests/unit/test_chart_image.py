@@ -162,3 +162,40 @@ def test_build_lock_covers_the_build_backend():
     requires = tomllib.loads((ROOT / "pyproject.toml").read_text())["build-system"]["requires"]
     pins = parse_lock(ROOT / "requirements-build.lock")
     assert sorted(_normalise(r) for r in requires if _normalise(r) not in pins) == []
+
+
+# ---- the dependency audit (.ci/audit.py) decides correctly from what its sources say ----
+
+def _audit_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("ci_audit", ROOT / ".ci" / "audit.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _run_audit(monkeypatch, tmp_path, pip_report, project_json, strict=False):
+    audit = _audit_module()
+    lock = tmp_path / "req.lock"
+    lock.write_text("requests==2.34.2 \\\n    --hash=sha256:" + "a" * 64 + "\nPyYAML==6.0.4 \\\n    --hash=sha256:" + "b" * 64 + "\n")
+    monkeypatch.setattr(audit, "pip_audit", lambda _lock: pip_report)
+    monkeypatch.setattr(audit, "latest_release_vulns", lambda name, version: project_json.get(name))
+    monkeypatch.setattr("sys.argv", ["audit.py", str(lock)] + (["--strict"] if strict else []))
+    return audit.main()
+
+
+def test_audit_fails_on_a_known_vulnerability(monkeypatch, tmp_path, capsys):
+    report = {"requests": {"name": "requests", "version": "2.34.2", "vulns": [{"id": "GHSA-x", "fix_versions": ["2.35"]}]},
+              "pyyaml": {"name": "pyyaml", "version": "6.0.4", "vulns": []}}
+    assert _run_audit(monkeypatch, tmp_path, report, {}) == 1
+    assert "VULNERABLE requests==2.34.2: GHSA-x (fixed in 2.35)" in capsys.readouterr().out
+
+
+def test_audit_falls_back_to_project_json_and_reports_unaudited(monkeypatch, tmp_path, capsys):
+    skipped = {n: {"name": n, "skip_reason": "Dependency not found on PyPI"} for n in ("requests", "pyyaml")}
+    assert _run_audit(monkeypatch, tmp_path, skipped, {"requests": []}) == 0
+    out = capsys.readouterr().out
+    assert "1 with PyPI project JSON; 1 not audited" in out and "pyyaml==6.0.4" in out
+    assert _run_audit(monkeypatch, tmp_path, skipped, {"requests": []}, strict=True) == 1
+    assert _run_audit(monkeypatch, tmp_path, skipped, {"requests": [{"id": "PYSEC-1", "fixed_in": ["9"]}]}) == 1
