@@ -183,15 +183,11 @@ class ZoneCache:
             from .registry import build_providers
 
             providers = build_providers(settings, clock=kw.get("clock", utcnow))
-        return cls(
-            chains,
-            providers,
-            refresh_interval_seconds=c.refresh_interval_seconds,
-            forecast_refresh_interval_seconds=c.forecast_refresh_interval_seconds,
-            max_backoff_seconds=c.max_backoff_seconds,
-            limits=ValidationLimits.from_settings(c),
-            **kw,
-        )
+        kw.setdefault("refresh_interval_seconds", c.refresh_interval_seconds)
+        kw.setdefault("forecast_refresh_interval_seconds", c.forecast_refresh_interval_seconds)
+        kw.setdefault("max_backoff_seconds", c.max_backoff_seconds)
+        kw.setdefault("limits", ValidationLimits.from_settings(c))
+        return cls(chains, providers, **kw)
 
     # ------------------------------------------------------------------ readers (non-blocking)
     def zones(self) -> list[str]:
