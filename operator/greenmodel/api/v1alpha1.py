@@ -1,0 +1,535 @@
+"""Typed API of greenmodel.dev/v1alpha1: GreenModel (namespaced) and ModelCatalog (cluster-scoped).
+
+This module is the one place where a raw Kubernetes body (a kopf ``body``, a YAML file) becomes a
+typed object: :func:`parse_greenmodel` and :func:`parse_modelcatalog`. Nothing below handles dicts.
+The CRD OpenAPI schemas in ``crds/`` are generated from these models by ``greenmodel.api.crdgen``
+(CEL rules live next to the models in ``CEL_RULES``), and a test checks the two never drift.
+
+Conventions (Kubernetes API conventions): camelCase JSON names, durations end in ``Seconds``,
+units in names, CamelCase enum values (except precision names, which follow vLLM/HF usage),
+no ``phase``. A GreenModel holds no URL, no Secret and no cross-namespace reference: it names a
+cluster-scoped ModelCatalog and a model family in it, nothing else.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AliasGenerator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+GROUP = "greenmodel.dev"
+VERSION = "v1alpha1"
+API_VERSION = f"{GROUP}/{VERSION}"
+
+# Bounded sizes: CEL cost estimation needs maxItems/maxLength on everything it iterates.
+MAX_ALTERNATIVES = 10
+MAX_VARIANTS = 64
+MAX_REGIONS = 32
+DNS_LABEL = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"  # lowercase, digits, - and . (e.g. llama-3.1-8b)
+# A region/GPU product label value (Kubernetes label value syntax).
+LABEL_VALUE = r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
+
+
+class _Model(BaseModel):
+    """camelCase on the wire, snake_case in Python; unknown fields are errors (CRD schemas prune)."""
+
+    model_config = ConfigDict(
+        alias_generator=AliasGenerator(alias=to_camel),
+        populate_by_name=True,
+        extra="forbid",
+        frozen=False,
+        use_enum_values=False,
+        protected_namespaces=(),
+    )
+
+    def to_k8s(self) -> dict[str, Any]:
+        """The wire form: camelCase, enums as strings, datetimes RFC 3339, unset Nones dropped."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+class _Str(str, enum.Enum):
+    def __str__(self) -> str:
+        return self.value
+
+
+# --------------------------------------------------------------------------------------------
+# Enums
+# --------------------------------------------------------------------------------------------
+
+
+class Policy(_Str):
+    """How to rank feasible candidates (see docs/planner.md)."""
+
+    LATENCY_FIRST = "LatencyFirst"
+    BALANCED = "Balanced"
+    CARBON_FIRST = "CarbonFirst"
+
+
+class Precision(_Str):
+    BF16 = "bf16"
+    FP16 = "fp16"
+    FP8 = "fp8"
+    INT8 = "int8"
+    INT4_AWQ = "int4-awq"
+    INT4_GPTQ = "int4-gptq"
+
+
+class Architecture(_Str):
+    DENSE = "Dense"
+    MOE = "MoE"
+
+
+class CarbonFallback(_Str):
+    """What to do once a region's last good intensity reading is older than ``maxHoldSeconds``."""
+
+    STATIC_INTENSITY = "StaticIntensity"  # use the operator-configured annual average for the region
+    EXCLUDE_REGION = "ExcludeRegion"  # do not place in a region without fresh data
+
+
+class ConditionStatus(_Str):
+    TRUE = "True"
+    FALSE = "False"
+    UNKNOWN = "Unknown"
+
+
+class IntensityKind(_Str):
+    MEASURED = "Measured"
+    ESTIMATED = "Estimated"
+    FORECAST = "Forecast"
+    HELD = "Held"  # last good reading, older than fresh but within maxHoldSeconds
+    STATIC = "Static"  # static fallback (annual average from the operator configuration)
+
+
+class EnergySourceKind(_Str):
+    MEASURED = "Measured"
+    ESTIMATED = "Estimated"
+    MIXED = "Mixed"
+
+
+# --------------------------------------------------------------------------------------------
+# GreenModel spec
+# --------------------------------------------------------------------------------------------
+
+
+class ModelSelector(_Model):
+    """Which model to serve: a family in a cluster-scoped ModelCatalog, optionally narrowed to
+    named variants. (Catalogs are cluster-scoped and admin-owned, so this is not a
+    cross-namespace reference.)"""
+
+    family: Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_LABEL,
+                                 description="Model family in the catalog, e.g. `llama-3.1-8b`.")]
+    catalog_name: Annotated[str, Field(min_length=1, max_length=253, pattern=DNS_LABEL,
+                                       description="Name of the cluster-scoped ModelCatalog.")] = "default"
+    variants: Annotated[
+        list[Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_LABEL)]] | None,
+        Field(max_length=MAX_VARIANTS,
+              description="Only these variants of the family may be chosen; all of them if unset."),
+    ] = None
+
+
+class QualityFloor(_Model):
+    benchmark: Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[A-Za-z][A-Za-z0-9_.-]*$",
+                                    description="Benchmark name as in the catalog's `quality` map, e.g. `MMLU`.")]
+    min_score: Annotated[float, Field(ge=0, le=100, description="Minimum score (0-100) a variant must have.")]
+
+
+class LatencySLO(_Model):
+    ttft_p95_milliseconds: Annotated[int, Field(ge=1, le=600_000,
+                                                description="p95 time to first token, milliseconds.")] = 2000
+    inter_token_p95_milliseconds: Annotated[int, Field(ge=1, le=10_000,
+                                                       description="p95 inter-token latency, milliseconds.")] = 100
+
+
+class CarbonSLO(_Model):
+    max_grams_per_million_tokens: Annotated[
+        float | None, Field(gt=0, description="Target gCO2e per million output tokens (Scope 2 + embodied). "
+                                              "Candidates above it are ranked after those below it.")] = None
+    daily_budget_kilograms: Annotated[
+        float | None, Field(gt=0, description="Optional daily budget, kgCO2e; reported by the operator.")] = None
+
+
+class LoadPrior(_Model):
+    """Expected load, used until live serving metrics exist (and when they go missing)."""
+
+    output_tokens_per_second: Annotated[float | None, Field(ge=0)] = None
+    requests_per_second: Annotated[float | None, Field(ge=0)] = None
+    average_output_tokens: Annotated[int, Field(ge=1, le=1_000_000)] = 256
+    average_input_tokens: Annotated[int, Field(ge=0, le=10_000_000)] = 1024
+
+    def tokens_per_second(self) -> float:
+        if self.output_tokens_per_second is not None:
+            return float(self.output_tokens_per_second)
+        if self.requests_per_second is not None:
+            return float(self.requests_per_second) * self.average_output_tokens
+        return 0.0
+
+
+class Placement(_Model):
+    regions: Annotated[
+        list[Annotated[str, Field(min_length=1, max_length=63, pattern=LABEL_VALUE)]] | None,
+        Field(max_length=MAX_REGIONS, description="Allowed regions (`topology.kubernetes.io/region`); "
+                                                  "every region the operator knows if unset."),
+    ] = None
+    gpu_products: Annotated[
+        list[Annotated[str, Field(min_length=1, max_length=63, pattern=LABEL_VALUE)]] | None,
+        Field(max_length=16, description="Allowed GPU products (`nvidia.com/gpu.product`); all if unset."),
+    ] = None
+
+
+class Hysteresis(_Model):
+    min_improvement_percent: Annotated[float, Field(ge=0, le=100, description=(
+        "Switch variant/region/GPU only if the best alternative scores at least this much better."))] = 10
+    min_dwell_seconds: Annotated[int, Field(ge=0, le=7 * 86400, description=(
+        "Keep a placement at least this long before switching for a better score."))] = 900
+
+
+class MissingData(_Model):
+    max_hold_seconds: Annotated[int, Field(ge=0, le=7 * 86400, description=(
+        "Keep using the last good carbon reading / serving metrics for at most this long."))] = 3600
+    carbon_fallback: CarbonFallback = CarbonFallback.STATIC_INTENSITY
+
+
+class GreenModelSpec(_Model):
+    model: ModelSelector
+    quality: QualityFloor | None = None
+    latency: LatencySLO = Field(default_factory=LatencySLO)
+    carbon: CarbonSLO = Field(default_factory=CarbonSLO)
+    load: LoadPrior = Field(default_factory=LoadPrior)
+    placement: Placement = Field(default_factory=Placement)
+    min_replicas: Annotated[int, Field(ge=1, le=1000)] = 1
+    max_replicas: Annotated[int, Field(ge=1, le=1000)] = 8
+    policy: Policy = Policy.BALANCED
+    hysteresis: Hysteresis = Field(default_factory=Hysteresis)
+    missing_data: MissingData = Field(default_factory=MissingData)
+    suspend: bool = False
+
+    @model_validator(mode="after")
+    def _check(self) -> "GreenModelSpec":
+        # Same rules as the CEL in CEL_RULES, so a file is rejected by the CLI as by the API server.
+        if self.min_replicas > self.max_replicas:
+            raise ValueError("`minReplicas` must be less than or equal to `maxReplicas`")
+        if self.load.output_tokens_per_second is not None and self.load.requests_per_second is not None:
+            raise ValueError("spec.load: set at most one of `outputTokensPerSecond` and `requestsPerSecond`")
+        return self
+
+
+# --------------------------------------------------------------------------------------------
+# GreenModel status
+# --------------------------------------------------------------------------------------------
+
+
+class Condition(_Model):
+    """metav1.Condition."""
+
+    type: Annotated[str, Field(min_length=1, max_length=316)]
+    status: ConditionStatus
+    reason: Annotated[str, Field(min_length=1, max_length=1024, pattern=r"^[A-Za-z]([A-Za-z0-9_,:]*[A-Za-z0-9_])?$")]
+    message: Annotated[str, Field(max_length=32768)] = ""
+    last_transition_time: datetime
+    observed_generation: Annotated[int | None, Field(ge=0)] = None
+
+
+class IntensityStatus(_Model):
+    """The grid carbon intensity behind the choice."""
+
+    grams_per_kilowatt_hour: Annotated[float, Field(ge=0)]
+    source: Annotated[str, Field(max_length=63)]
+    zone: Annotated[str, Field(max_length=63)]
+    timestamp: datetime | None = None
+    kind: IntensityKind = IntensityKind.MEASURED
+
+
+class Predicted(_Model):
+    """What the planner's model predicts for the chosen placement at the planned load."""
+
+    ttft_p95_milliseconds: float | None = None
+    inter_token_p95_milliseconds: float | None = None
+    output_tokens_per_second: float | None = Field(default=None, description="Load planned for.")
+    capacity_output_tokens_per_second: float | None = Field(default=None, description="Capacity at the SLO.")
+    utilization: float | None = None
+    power_watts: float | None = Field(default=None, description="IT power of all replicas (GPUs), W.")
+    joules_per_token: float | None = None
+    gpus: int | None = None
+    grams_per_million_tokens: float | None = Field(default=None, description="Scope 2 + embodied.")
+    scope2_grams_per_million_tokens: float | None = None
+    embodied_grams_per_million_tokens: float | None = None
+    grams_per_hour: float | None = None
+
+
+class Alternative(_Model):
+    variant: Annotated[str, Field(max_length=63)]
+    region: Annotated[str | None, Field(max_length=63)] = None
+    gpu_product: Annotated[str | None, Field(max_length=63)] = None
+    replicas: int | None = None
+    grams_per_million_tokens: float | None = None
+    ttft_p95_milliseconds: float | None = None
+    inter_token_p95_milliseconds: float | None = None
+    reason: Annotated[str, Field(max_length=63)]
+    message: Annotated[str, Field(max_length=1024)] = ""
+
+
+class Emissions(_Model):
+    """Accounting since the GreenModel was first placed (filled by the operator)."""
+
+    energy_joules: Annotated[float, Field(ge=0)] = 0
+    energy_source: EnergySourceKind = EnergySourceKind.ESTIMATED
+    scope2_grams: Annotated[float, Field(ge=0)] = 0
+    scope3_grams: Annotated[float, Field(ge=0)] = 0
+    output_tokens: Annotated[float, Field(ge=0)] = 0
+    sci_grams_per_thousand_tokens: float | None = None
+    since: datetime | None = None
+    updated: datetime | None = None
+
+
+class Decision(_Model):
+    reason: Annotated[str, Field(max_length=63)]
+    message: Annotated[str, Field(max_length=4096)] = ""
+    time: datetime | None = None
+    kept_current: bool = False
+
+
+class GreenModelStatus(_Model):
+    # kopf keeps its own progress under status.kopf; ignore what we do not own.
+    model_config = ConfigDict(extra="ignore")
+
+    observed_generation: Annotated[int | None, Field(ge=0)] = None
+    conditions: Annotated[list[Condition], Field(max_length=16)] = Field(default_factory=list)
+    variant: str | None = None
+    region: str | None = None
+    gpu_product: str | None = None
+    replicas: Annotated[int | None, Field(ge=0)] = None
+    ready_replicas: Annotated[int | None, Field(ge=0)] = None
+    placed_since: datetime | None = Field(default=None, description="When the current variant/region/GPU was chosen.")
+    intensity: IntensityStatus | None = None
+    predicted: Predicted | None = None
+    decision: Decision | None = None
+    alternatives: Annotated[list[Alternative], Field(max_length=MAX_ALTERNATIVES)] = Field(default_factory=list)
+    emissions: Emissions | None = None
+
+
+class ObjectMeta(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    name: str | None = None
+    namespace: str | None = None
+    generation: int | None = None
+    uid: str | None = None
+
+
+class GreenModel(_Model):
+    api_version: Literal["greenmodel.dev/v1alpha1"] = API_VERSION  # type: ignore[assignment]
+    kind: Literal["GreenModel"] = "GreenModel"
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+    spec: GreenModelSpec
+    status: GreenModelStatus | None = None
+
+
+# --------------------------------------------------------------------------------------------
+# ModelCatalog
+# --------------------------------------------------------------------------------------------
+
+
+class BatchPoint(_Model):
+    """One measured operating point of a replica (e.g. a vLLM ``--max-num-seqs`` cap)."""
+
+    max_batch_size: Annotated[int, Field(ge=1, le=65536)]
+    output_tokens_per_second: Annotated[float, Field(gt=0, description="Per replica, steady state.")]
+    inter_token_p95_milliseconds: Annotated[float, Field(gt=0)]
+    power_watts: Annotated[float, Field(gt=0, description="Average power of the whole replica (all its GPUs), W.")]
+
+
+class Runtime(_Model):
+    name: Annotated[str, Field(max_length=63)] = "vLLM"
+    image: Annotated[str | None, Field(max_length=512)] = None
+    args: Annotated[list[Annotated[str, Field(max_length=256)]], Field(max_length=32)] = Field(default_factory=list)
+
+
+class Profile(_Model):
+    """Measured (or derived) performance of a variant on one GPU product."""
+
+    gpu_product: Annotated[str, Field(min_length=1, max_length=63, pattern=LABEL_VALUE)]
+    gpus_per_replica: Annotated[int, Field(ge=1, le=16, description="Tensor-parallel size.")] = 1
+    batch: Annotated[list[BatchPoint], Field(min_length=1, max_length=32,
+                                             description="Operating points, by increasing maxBatchSize.")]
+    prefill_tokens_per_second: Annotated[float, Field(gt=0, description=(
+        "Prompt tokens per second one request's prefill runs at (drives TTFT)."))]
+    derived: Annotated[str | None, Field(max_length=512, description=(
+        "If set, how this profile was derived rather than measured."))] = None
+    runtime_args: Annotated[list[Annotated[str, Field(max_length=256)]], Field(max_length=32)] = Field(
+        default_factory=list)
+
+
+class ModelVariant(_Model):
+    name: Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_LABEL)]
+    family: Annotated[str, Field(min_length=1, max_length=63, pattern=DNS_LABEL)]
+    model_id: Annotated[str, Field(min_length=1, max_length=256, description="e.g. the Hugging Face repo id.")]
+    architecture: Architecture = Architecture.DENSE
+    parameters_billions: Annotated[float, Field(gt=0)]
+    active_parameters_billions: Annotated[float | None, Field(gt=0)] = None
+    precision: Precision = Precision.BF16
+    weight_memory_gi_b: Annotated[float, Field(gt=0, alias="weightMemoryGiB")]
+    min_kv_cache_gi_b: Annotated[float, Field(ge=0, alias="minKVCacheGiB", description=(
+        "KV cache a replica needs at least, GiB (across its GPUs)."))] = 4.0
+    quality: Annotated[dict[str, Annotated[float, Field(ge=0, le=100)]], Field(max_length=16)] = Field(
+        default_factory=dict)
+    profiles: Annotated[list[Profile], Field(min_length=1, max_length=8)]
+    runtime: Runtime = Field(default_factory=Runtime)
+
+    @property
+    def active_b(self) -> float:
+        return self.active_parameters_billions or self.parameters_billions
+
+
+class GPUProduct(_Model):
+    product: Annotated[str, Field(min_length=1, max_length=63, pattern=LABEL_VALUE)]
+    memory_gi_b: Annotated[float, Field(gt=0, alias="memoryGiB")]
+    idle_watts: Annotated[float, Field(ge=0)]
+    max_watts: Annotated[float, Field(gt=0)]
+    embodied_kilograms: Annotated[float, Field(ge=0, description=(
+        "Embodied kgCO2e attributed to one GPU (its share of the server included)."))] = 275.0
+    lifetime_years: Annotated[float, Field(gt=0, le=20)] = 4.0
+    usable_memory_fraction: Annotated[float, Field(gt=0, le=1, description=(
+        "Fraction of memory the runtime may use (vLLM --gpu-memory-utilization)."))] = 0.9
+
+
+class ModelCatalogSpec(_Model):
+    gpus: Annotated[list[GPUProduct], Field(min_length=1, max_length=16)]
+    variants: Annotated[list[ModelVariant], Field(min_length=1, max_length=512)]
+
+    @model_validator(mode="after")
+    def _check(self) -> "ModelCatalogSpec":
+        names = [v.name for v in self.variants]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"spec.variants: duplicate variant name(s) {', '.join(dup)}")
+        products = [g.product for g in self.gpus]
+        if len(set(products)) != len(products):
+            raise ValueError("spec.gpus: duplicate GPU product")
+        known = set(products)
+        for v in self.variants:
+            for p in v.profiles:
+                if p.gpu_product not in known:
+                    raise ValueError(
+                        f"spec.variants[{v.name}].profiles: GPU product {p.gpu_product!r} is not in spec.gpus")
+        return self
+
+    def gpu(self, product: str) -> GPUProduct | None:
+        for g in self.gpus:
+            if g.product == product:
+                return g
+        return None
+
+
+class ModelCatalog(_Model):
+    api_version: Literal["greenmodel.dev/v1alpha1"] = API_VERSION  # type: ignore[assignment]
+    kind: Literal["ModelCatalog"] = "ModelCatalog"
+    metadata: ObjectMeta = Field(default_factory=ObjectMeta)
+    spec: ModelCatalogSpec
+
+
+# --------------------------------------------------------------------------------------------
+# The boundary: raw body -> typed object
+# --------------------------------------------------------------------------------------------
+
+
+class InvalidObject(ValueError):
+    """A body that is not a valid object of the expected kind; ``field`` names the offending field
+    (dotted, camelCase as the user wrote it), ``message`` says what is wrong, on one line."""
+
+    def __init__(self, field: str, message: str):
+        self.field = field
+        self.message = message
+        super().__init__(f"{field}: {message}" if field else message)
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def _first_error(exc: ValidationError) -> InvalidObject:
+    err = exc.errors(include_url=False)[0]
+    loc = tuple(p for p in err["loc"] if p not in ("function-after", "function-before"))
+    field = _loc(loc)
+    msg = err["msg"]
+    if err["type"] == "extra_forbidden":
+        msg = "unknown field"
+    elif err["type"] == "value_error":
+        msg = msg.removeprefix("Value error, ")
+    if err["type"] == "literal_error" and loc and loc[-1] in ("kind", "apiVersion"):
+        msg = f"{msg} (got {err.get('input')!r})"
+    n = exc.error_count()
+    if n > 1:
+        msg += f" (and {n - 1} more error{'s' if n > 2 else ''})"
+    return InvalidObject(field, msg)
+
+
+def _parse(model: type[_Model], body: Any, kind: str) -> Any:
+    if hasattr(body, "items") and not isinstance(body, dict):  # kopf Body and other mappings
+        body = {k: v for k, v in body.items()}
+    if not isinstance(body, dict):
+        raise InvalidObject("", f"expected a {kind} object (a mapping), got {type(body).__name__}")
+    body = dict(body)
+    if body.get("kind", kind) != kind:
+        raise InvalidObject("kind", f"expected {kind!r}, got {body.get('kind')!r}")
+    if body.get("apiVersion", API_VERSION) != API_VERSION:
+        raise InvalidObject("apiVersion", f"expected {API_VERSION!r}, got {body.get('apiVersion')!r}")
+    # kopf bodies carry metadata we do not model; keep only what we use.
+    meta = body.get("metadata") or {}
+    if hasattr(meta, "items"):
+        meta = {k: meta[k] for k in ("name", "namespace", "generation", "uid") if k in meta}
+    body["metadata"] = meta
+    if "spec" not in body:
+        raise InvalidObject("spec", "required field is missing")
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        raise _first_error(exc) from None
+
+
+def parse_greenmodel(body: Any) -> GreenModel:
+    """The only way a raw GreenModel body becomes typed. Raises InvalidObject naming the field."""
+    return _parse(GreenModel, body, "GreenModel")
+
+
+def parse_modelcatalog(body: Any) -> ModelCatalog:
+    """The only way a raw ModelCatalog body becomes typed. Raises InvalidObject naming the field."""
+    return _parse(ModelCatalog, body, "ModelCatalog")
+
+
+def parse_status(body: Any) -> GreenModelStatus | None:
+    """Typed status of a GreenModel body, or None if it has none (or one we cannot read)."""
+    status = body.get("status") if hasattr(body, "get") else None
+    if not status:
+        return None
+    try:
+        return GreenModelStatus.model_validate(dict(status))
+    except ValidationError:
+        return None
+
+
+__all__ = [
+    "GROUP", "VERSION", "API_VERSION", "MAX_ALTERNATIVES",
+    "Policy", "Precision", "Architecture", "CarbonFallback", "ConditionStatus", "IntensityKind",
+    "EnergySourceKind",
+    "ModelSelector", "QualityFloor", "LatencySLO", "CarbonSLO", "LoadPrior", "Placement", "Hysteresis",
+    "MissingData", "GreenModelSpec",
+    "Condition", "IntensityStatus", "Predicted", "Alternative", "Emissions", "Decision", "GreenModelStatus",
+    "GreenModel",
+    "BatchPoint", "Runtime", "Profile", "ModelVariant", "GPUProduct", "ModelCatalogSpec", "ModelCatalog",
+    "InvalidObject", "parse_greenmodel", "parse_modelcatalog", "parse_status",
+]
