@@ -111,6 +111,8 @@ class Rejection:
     reason: str  # CamelCase, bounded set (see planning.policies.REASONS)
     message: str  # one line, with numbers
     candidate: Candidate | None = None  # its numbers, when it was evaluated
+    required: float | None = None  # what the spec/candidate needed (e.g. GPUs, a score, ms)
+    limit: float | None = None  # what was available/achievable
 
 
 @dataclass(frozen=True, slots=True)
