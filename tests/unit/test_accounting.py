@@ -47,7 +47,7 @@ def test_grams_per_million_tokens_unknown_without_tokens():
         lambda: acc.scope2_grams(1, 0.9, 100),  # PUE below 1 is impossible
         lambda: acc.scope2_grams(1, 1.2, math.nan),
         lambda: acc.embodied_grams(100, 1, 0, 1, 8),
-        lambda: acc.embodied_grams(100, 1, 10, 9, 8),  # reserve more than exists
+        lambda: acc.embodied_grams(100, 1, 10, -1, 8),
         lambda: acc.energy_kwh(math.inf, 1),
     ],
 )

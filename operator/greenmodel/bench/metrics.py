@@ -43,6 +43,7 @@ class PolicyRun:
     gpus_per_server: list[float] = field(default_factory=list)
     lifetime_hours: list[float] = field(default_factory=list)
     switched: list[bool] = field(default_factory=list)
+    peak_ok: list[bool] = field(default_factory=list)  # SLO also met at the within-hour peak minute
     decide_seconds: float = 0.0  # wall time spent deciding (planner calls)
 
     def append(self, **kw: Any) -> None:
@@ -69,7 +70,7 @@ def _accumulate(run: PolicyRun, start: datetime, intensity_source: str) -> accou
                 intensity_source=intensity_source,
                 gpus_reserved=run.gpus[h],
                 embodied_kgco2e=run.embodied_kgco2e[h],
-                gpus_per_server=max(run.gpus_per_server[h], run.gpus[h]) or 1,
+                gpus_per_server=run.gpus_per_server[h],
                 lifetime_hours=run.lifetime_hours[h],
                 output_tokens=run.output_tokens[h],
             )
@@ -81,7 +82,7 @@ def hourly_grams(run: PolicyRun, with_embodied: bool = True) -> np.ndarray:
     """gCO2e emitted each hour (Scope 2, plus embodied share if asked)."""
     e = np.asarray(run.it_energy_kwh) * np.asarray(run.pue) * np.asarray(run.intensity)
     if with_embodied:
-        gps = np.maximum(np.maximum(np.asarray(run.gpus_per_server, float), np.asarray(run.gpus, float)), 1)
+        gps = np.asarray(run.gpus_per_server, float)
         e = e + np.asarray(run.embodied_kgco2e) * 1000.0 / np.asarray(run.lifetime_hours) * np.asarray(run.gpus) / gps
     return e
 

@@ -10,7 +10,8 @@ ISO/IEC 21031:2024):
   energy was used. ``energy_kwh`` is the IT energy (GPU energy as DCGM/Kepler measure it, or the
   planner's estimate); PUE lifts it to facility energy.
 * Scope 3, embodied share: ``embodied kgCO2e x (hours used / lifetime hours) x (reserved / total)``
-  where ``reserved / total`` is the share of the server's resources (GPUs) the workload reserved.
+  where ``reserved / total`` is the share of one server's resources (GPUs) the workload reserved
+  (above 1 when it reserves GPUs on several servers).
 * SCI: ``((E x I) + M) / R``. E x I is the operational term (here E is facility energy, i.e. the IT
   energy times PUE, so E x I equals the Scope 2 figure), M the embodied share, R the functional
   unit: one thousand output tokens.
@@ -69,8 +70,6 @@ def embodied_grams(
         raise ValueError(f"lifetime_hours must be > 0, got {lifetime_hours!r}")
     if not total or not math.isfinite(total) or total <= 0:
         raise ValueError(f"total resources must be > 0, got {total!r}")
-    if reserved > total:
-        raise ValueError(f"reserved ({reserved}) cannot exceed total ({total})")
     return embodied_kgco2e * 1000.0 * (hours / lifetime_hours) * (reserved / total)
 
 
