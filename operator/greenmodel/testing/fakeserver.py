@@ -83,6 +83,7 @@ class FakeProviderServer:
     def __init__(self, replay: GridReplay | None = None, *, host: str = "127.0.0.1", port: int = 0) -> None:
         self.replay = replay or GridReplay()
         self._fault = Fault()
+        self._stopped = False
         self._lock = threading.Lock()
         self.requests: Counter[str] = Counter()  # "path zone" -> n
         self.paths: Counter[str] = Counter()
@@ -119,6 +120,7 @@ class FakeProviderServer:
         return self
 
     def stop(self) -> None:
+        self._stopped = True  # kept-alive connections get closed instead of served
         self._httpd.shutdown()
         self._httpd.server_close()
 
@@ -170,6 +172,9 @@ class FakeProviderServer:
 
     # ------------------------------------------------------------------ plumbing
     def _handle(self, h: BaseHTTPRequestHandler, method: str) -> None:
+        if self._stopped:
+            h.close_connection = True
+            return
         parts = urlsplit(h.path)
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
         if parts.path.startswith("/__control__/"):

@@ -132,8 +132,12 @@ class ServedModel:
 
 
 class WorkloadSimulator:
-    def __init__(self, models: Iterable[ServedModel], *, clock: Callable[[], float] = time.time, host: str = "127.0.0.1", port: int = 0):
+    def __init__(self, models: Iterable[ServedModel], *, clock: Callable[[], float] = time.time, host: str = "127.0.0.1",
+                 port: int = 0, grid=None):
+        """``grid``: an optional ``replay.GridReplay`` whose current values are also exposed as
+        ``grid_carbon_intensity_grams_per_kilowatt_hour{zone=...}`` (for the Prometheus carbon provider)."""
         self._clock = clock
+        self.grid = grid
         self._lock = threading.Lock()
         self._traces: dict[str, list] = {}
         self._state: dict[tuple[str, str], dict] = {}
@@ -149,7 +153,8 @@ class WorkloadSimulator:
         self.registry.register(Collector())
 
         class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
+            # HTTP/1.0: one request per connection, so stop() really stops (no kept-alive scrapes)
+            protocol_version = "HTTP/1.0"
 
             def log_message(self, *a):
                 pass
@@ -309,7 +314,14 @@ class WorkloadSimulator:
                     fam["tpot"].add_metric(labels, pod.itl.cumulative(), pod.itl.sum)
                     if m.emit_newer_itl:
                         fam["itl"].add_metric(labels, pod.itl.cumulative(), pod.itl.sum)
-        return list(fam.values())
+        out = list(fam.values())
+        if self.grid is not None:
+            g = GaugeMetricFamily("grid_carbon_intensity_grams_per_kilowatt_hour",
+                                  "Grid carbon intensity (lifecycle), replayed from the 2022 record.", labels=["zone"])
+            for zone in self.grid.series:
+                g.add_metric([zone], self.grid.value(zone))
+            out.append(g)
+        return out
 
     def _dcgm_text(self) -> str:
         """DCGM exporter series, written by hand: the exporter exposes the energy counter without
