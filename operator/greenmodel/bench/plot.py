@@ -22,7 +22,7 @@ def _smooth(values: np.ndarray, hours: int) -> np.ndarray:
     return values[:n].reshape(-1, 24).mean(axis=1)
 
 
-def write_plot(path: str, scenario: "Scenario", runs: Sequence[PolicyRun], focus: str = "greenmodel") -> None:
+def write_plot(path, scenario: "Scenario", runs: Sequence[PolicyRun], focus: str = "greenmodel") -> None:
     try:
         import matplotlib
 
@@ -80,5 +80,5 @@ def write_plot(path: str, scenario: "Scenario", runs: Sequence[PolicyRun], focus
     ax.grid(alpha=0.3)
     fig.autofmt_xdate()
     fig.tight_layout()
-    fig.savefig(path, dpi=80)
+    fig.savefig(path, dpi=80, format="png")
     plt.close(fig)

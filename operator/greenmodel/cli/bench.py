@@ -31,6 +31,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--pue", type=float, default=1.2, help="PUE applied to every region (default 1.2)")
     p.add_argument("--switch-overlap-minutes", type=float, default=10.0,
                    help="a region/variant switch runs old and new replicas side by side this long (default 10)")
+    p.add_argument("--load-scale", type=float, default=1.0,
+                   help="multiply the trace's request rate (default 1: the trace as recorded); stated in the output")
     p.add_argument("-o", "--output", choices=("table", "json"), default="table")
     p.add_argument("--plot", metavar="OUT.png", help="write the figure (needs matplotlib)")
     p.set_defaults(func=run)
@@ -51,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
             days=args.days,
             pue=args.pue,
             switch_overlap_minutes=args.switch_overlap_minutes,
+            load_scale=args.load_scale,
         )
     except (DataError, simulator.ScenarioError, OSError) as exc:
         print(f"greenmodel bench: {exc}", file=sys.stderr)
