@@ -84,6 +84,7 @@ class Runtime:
     poll_seconds: float = 3.0
     namespaces: list[str] = field(default_factory=list)
     reconciler: Any = None  # the pass implementation (greenmodel.handlers.reconcile_pass by default)
+    last_metrics: dict[Key, Any] = field(default_factory=dict)  # last good serving metrics (held)
 
     @classmethod
     def create(cls, settings, *, config_path: str | None = None, kubeconfig: str | None = None,
@@ -214,6 +215,7 @@ class Runtime:
             old_carbon = self.carbon
             self.settings = settings
             self.carbon = build_carbon(settings)
+            self.serving_metrics = build_serving_metrics(settings)
             if old_carbon is not None:
                 await asyncio.to_thread(old_carbon.stop)
             log.info("config reloaded from %s; re-planning every GreenModel", self.config_path)
@@ -234,15 +236,10 @@ def build_carbon(settings):
 
 
 def build_serving_metrics(settings):
-    """The Prometheus serving-metrics source, when a Prometheus URL is configured."""
-    if not getattr(settings.prometheus, "url", None):
-        return None
-    try:
-        from greenmodel.signals import metrics as sm
-    except ImportError:
-        return None
-    factory = getattr(sm, "from_settings", None)
-    return factory(settings) if factory else None
+    """The Prometheus serving-metrics source (it answers NotConfigured without a URL)."""
+    from greenmodel.signals.metrics import MetricsClient
+
+    return MetricsClient(settings)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -453,5 +450,563 @@ def update_capacity_exclusions(rt: Runtime, key: Key, children, now_mono: float 
 
 # ---------------------------------------------------------------------------------------------
 # The pass
-def reconcile_pass(rt: Runtime, body: dict) -> float | None:  # replaced below once the API lands
-    raise kopf.TemporaryError("reconcile not implemented", delay=60)
+DEFAULT_VLLM_IMAGE = "vllm/vllm-openai:v0.8.5"
+_PACKAGED_CATALOG: dict | None = None
+_KIND = {"measured": "Measured", "estimated": "Estimated", "forecast": "Forecast"}
+
+
+def packaged_default_catalog() -> dict | None:
+    """The catalog shipped in the package (used when no ModelCatalog named `default` exists)."""
+    global _PACKAGED_CATALOG
+    if _PACKAGED_CATALOG is None:
+        from importlib import resources
+
+        import yaml
+
+        try:
+            text = resources.files("greenmodel").joinpath("data/default-catalog.yaml").read_text()
+        except (FileNotFoundError, OSError):
+            return None
+        docs = [d for d in yaml.safe_load_all(text) if isinstance(d, dict)]
+        _PACKAGED_CATALOG = next((d for d in docs if d.get("kind") == "ModelCatalog"), None)
+    return _PACKAGED_CATALOG
+
+
+def resolve_catalog(rt: Runtime, name: str):
+    """(typed ModelCatalog, None) or (None, (reason, message))."""
+    from greenmodel.api.v1alpha1 import InvalidObject, parse_modelcatalog
+
+    body = rt.catalogs.get(None, name)
+    source = f"ModelCatalog {name}"
+    if body is None and name == "default":
+        body = packaged_default_catalog()
+        source = "the packaged default catalog"
+    if body is None:
+        return None, ("CatalogNotFound", f"ModelCatalog {name!r} does not exist")
+    try:
+        return parse_modelcatalog(body), None
+    except InvalidObject as exc:
+        return None, ("CatalogInvalid", f"{source} is invalid: {exc}")
+
+
+def serving_spec(variant, candidate) -> "builders.ServingSpec":
+    """Container image and args for the chosen variant, runtime and operating point."""
+    from greenmodel.kube.builders import ServingSpec
+
+    rt_name = (variant.runtime.name or "vLLM")
+    image = variant.runtime.image or (DEFAULT_VLLM_IMAGE if rt_name.lower() == "vllm" else None)
+    if image is None:
+        raise ValueError(f"variant {variant.name}: runtime {rt_name} has no image in the catalog")
+    extra = list(candidate.runtime_args)
+    args = ["--model", variant.model_id, "--served-model-name", variant.family, "--port", "8000"]
+    if rt_name.lower() == "vllm":
+        if not any(a.startswith("--tensor-parallel-size") for a in extra):
+            args += ["--tensor-parallel-size", str(candidate.gpus_per_replica)]
+        if not any(a.startswith("--max-num-seqs") for a in extra):
+            args += ["--max-num-seqs", str(candidate.batch_cap)]
+    return ServingSpec(image=image, args=tuple(args + extra), gpus_per_replica=candidate.gpus_per_replica,
+                       runtime=rt_name)
+
+
+def _intensity_from_reading(reading) -> Any:
+    from greenmodel.planning import Intensity
+
+    if reading is None:
+        return None
+    return Intensity(grams_per_kwh=float(reading.value), source=reading.source, zone=reading.zone,
+                     timestamp=reading.timestamp, kind=_KIND.get(reading.kind, "Measured"))
+
+
+def _static_intensity(settings, region: str) -> Any:
+    from greenmodel.planning import Intensity
+
+    rs = settings.region(region)
+    if rs is None:
+        return None
+    for pname in rs.providers:
+        prov = settings.carbon.providers.get(pname)
+        if prov is not None and prov.type == "static":
+            pzone = rs.provider_zones.get(pname, rs.zone)
+            if pzone in prov.grams_per_kilowatt_hour:
+                return Intensity(grams_per_kwh=float(prov.grams_per_kilowatt_hour[pzone]), source=pname,
+                                 zone=rs.zone, timestamp=None, kind="Static")
+    return None
+
+
+@dataclass
+class Observation:
+    observed: Any  # planning.Observed
+    exclusions: dict[tuple[str, str], str]
+    carbon_problems: dict[str, str]  # region -> why its reading is not live
+    metrics: Any = None  # signals.metrics.ServingMetrics or None
+    free: dict[tuple[str, str], int] = field(default_factory=dict)
+
+
+def observe(rt: Runtime, spec, children, uid: str, key: Key, now: datetime) -> Observation:
+    from greenmodel.kube.inventory import free_gpus_for
+    from greenmodel.planning import CurrentPlacement, Observed, RegionObs
+    from greenmodel.planning import ServingMetrics as PlanMetrics
+
+    inv = rt.inventory()
+    free = free_gpus_for(inv, rt.our_demands(), uid)
+    live = children.live_deployment
+    current = None
+    held = None
+    if live is not None:
+        held = deployment_demand(live.live)
+        if held is not None:
+            pool, _, gpus = held
+            # Observed.free_gpus excludes what the current placement holds (the planner adds it back).
+            free[pool] = max(0, free.get(pool, 0) - gpus)
+        current = CurrentPlacement(variant=live.placement.variant, region=live.placement.region,
+                                   gpu_product=live.placement.gpu_product, replicas=live.spec_replicas,
+                                   since=children.service_since or now)
+    exclusions = update_capacity_exclusions(rt, key, children)
+    for pool in exclusions:
+        # Only the GPUs our scheduled pods already hold there are usable. The planner adds the
+        # current placement's replicas x GPUs back, so subtract what of that is not scheduled.
+        free[pool] = 0
+        if current is not None and (current.region, current.gpu_product) == pool and held is not None:
+            per_pod = held[2] // max(1, live.spec_replicas)
+            free[pool] = (live.pods_scheduled - current.replicas) * per_pod
+    settings = rt.settings
+    region_names = set(settings.carbon.regions) | {r for r, _ in inv}
+    regions: dict[str, Any] = {}
+    problems: dict[str, str] = {}
+    for region in sorted(region_names):
+        zone = settings.zone_for_region(region)
+        reading = None
+        if zone is not None and rt.carbon is not None and zone in rt.carbon.zones():
+            st = rt.carbon.status(zone)
+            reading = st.reading  # last accepted reading, even if old: the planner applies maxHoldSeconds
+            ok, reason, message = st.condition()
+            if not ok or st.using_fallback:
+                problems[region] = f"{reason}: {message}"
+            if reading is not None:
+                obs.GRID_INTENSITY.labels(region).set(reading.value)
+                obs.GRID_DATA_AGE.labels(region).set(max(0.0, reading.age_seconds(now)))
+        elif zone is None:
+            problems[region] = f"NoZone: region {region} has no grid zone in the operator config"
+        pool_free = {prod: n for (r, prod), n in free.items() if r == region}
+        regions[region] = RegionObs(intensity=_intensity_from_reading(reading),
+                                    pue=settings.pue_for_region(region) or 1.2,
+                                    free_gpus=pool_free,
+                                    static_intensity=_static_intensity(settings, region))
+    metrics = None
+    plan_metrics = None
+    if rt.serving_metrics is not None:
+        try:
+            metrics = rt.serving_metrics.get(key[0], names.label_value(key[1]))
+        except Exception as exc:  # noqa: BLE001 - metrics are optional input
+            log.warning("serving metrics for %s/%s failed: %s", key[0], key[1], exc)
+        last = rt.last_metrics.get(key)
+        if metrics is not None and metrics.available:
+            plan_metrics = PlanMetrics(
+                timestamp=metrics.observed_at, output_tokens_per_second=metrics.output_tokens_per_second,
+                requests_per_second=metrics.request_rate_per_second,
+                ttft_p95_milliseconds=None if metrics.ttft_p95_seconds is None else metrics.ttft_p95_seconds * 1000,
+                inter_token_p95_milliseconds=None if metrics.itl_p95_seconds is None else metrics.itl_p95_seconds * 1000,
+                power_watts=metrics.gpu_power_watts)
+            rt.last_metrics[key] = plan_metrics
+        else:
+            plan_metrics = last  # held: the planner drops it after maxHoldSeconds (by its timestamp)
+    observed = Observed(regions=regions, current=current, metrics=plan_metrics)
+    return Observation(observed=observed, exclusions=exclusions, carbon_problems=problems, metrics=metrics,
+                       free=free)
+
+
+def _r(x: float | None, digits: int = 4) -> float | None:
+    """Round to significant digits, so noise in inputs does not rewrite status every pass."""
+    if x is None:
+        return None
+    if x == 0:
+        return 0.0
+    from math import floor, log10
+
+    return round(x, -int(floor(log10(abs(x)))) + (digits - 1))
+
+
+def _predicted(c) -> dict:
+    from greenmodel.api.v1alpha1 import Predicted
+
+    return Predicted(
+        ttft_p95_milliseconds=_r(c.ttft_p95_ms), inter_token_p95_milliseconds=_r(c.itl_p95_ms),
+        output_tokens_per_second=_r(c.load_tokens_per_second),
+        capacity_output_tokens_per_second=_r(c.capacity_tokens_per_second), utilization=_r(c.utilization, 3),
+        power_watts=_r(c.power_watts), joules_per_token=_r(c.joules_per_token), gpus=c.gpus,
+        grams_per_million_tokens=_r(c.g_per_mtok), scope2_grams_per_million_tokens=_r(c.scope2_g_per_mtok),
+        embodied_grams_per_million_tokens=_r(c.embodied_g_per_mtok), grams_per_hour=_r(c.grams_per_hour),
+    ).to_k8s()
+
+
+def _alternatives(plan) -> list[dict]:
+    from greenmodel.api.v1alpha1 import MAX_ALTERNATIVES, Alternative
+
+    out: list[dict] = []
+    for c in plan.alternatives:
+        out.append(Alternative(variant=c.variant, region=c.region, gpu_product=c.gpu_product, replicas=c.replicas,
+                               grams_per_million_tokens=_r(c.g_per_mtok), ttft_p95_milliseconds=_r(c.ttft_p95_ms),
+                               inter_token_p95_milliseconds=_r(c.itl_p95_ms), reason="HigherScore",
+                               message=f"score {_r(c.score)} vs chosen {_r(plan.chosen.score)}"
+                               if plan.chosen else "").to_k8s())
+    for rj in plan.rejected:
+        if len(out) >= MAX_ALTERNATIVES:
+            break
+        c = rj.candidate
+        out.append(Alternative(variant=rj.variant[:63], region=rj.region, gpu_product=rj.gpu_product,
+                               replicas=c.replicas if c else None,
+                               grams_per_million_tokens=_r(c.g_per_mtok) if c else None,
+                               reason=rj.reason[:63], message=obs.one_line(rj.message, 1024)).to_k8s())
+    return out[:MAX_ALTERNATIVES]
+
+
+def _fmt_g(x: float | None) -> str:
+    return "unknown" if x is None else f"{x:.1f}"
+
+
+def _stable(status: dict) -> dict:
+    """Status with the parts that change without meaning masked (for the write-or-not decision)."""
+    import copy
+    import re
+
+    s = copy.deepcopy(status)
+    dec = s.get("decision")
+    if isinstance(dec, dict):
+        dec.pop("time", None)
+        if isinstance(dec.get("message"), str):
+            dec["message"] = re.sub(r"\d+(\.\d+)?", "#", dec["message"])
+    inten = s.get("intensity")
+    if isinstance(inten, dict):
+        inten.pop("timestamp", None)
+    # Messages carry counters that move every pass (dwell seconds, reading times, free GPUs);
+    # the numbers that matter are typed fields compared above. Reasons and statuses still count.
+    for c in s.get("conditions") or []:
+        if isinstance(c.get("message"), str):
+            c["message"] = re.sub(r"\d+(\.\d+)?", "#", c["message"])
+    return s
+
+
+def publish_status(rt: Runtime, body: dict, status: dict) -> bool:
+    """Write status unless it equals the stored one up to timestamps and dwell counters."""
+    live = body.get("status") or {}
+    full = {k: status.get(k) for k in set(status) | (set(live) & MANAGED_STATUS_KEYS)}
+    if _stable({k: live.get(k) for k in full}) == _stable(full):
+        return False
+    return write_status(rt, body, full)
+
+
+MANAGED_STATUS_KEYS = {"observedGeneration", "conditions", "variant", "region", "gpuProduct", "replicas",
+                       "readyReplicas", "placedSince", "intensity", "predicted", "decision", "alternatives"}
+
+
+def _conditions(body: dict, wanted: list, generation: int | None, now: datetime) -> list[dict]:
+    from greenmodel.kube.conditions import merge_conditions
+
+    return merge_conditions((body.get("status") or {}).get("conditions"), wanted, generation, now)
+
+
+def _carbon_condition(plan, problems: dict[str, str]):
+    from greenmodel.kube.conditions import Cond
+
+    c = plan.chosen or plan.best
+    if c is not None:
+        kind = c.intensity.kind
+        where = f"{c.region}: {c.intensity.grams_per_kwh:.0f} g/kWh from {c.intensity.source} ({kind})"
+        others = "; ".join(f"{r}: {m}" for r, m in sorted(problems.items()) if r != c.region)
+        tail = f"; other regions: {others}" if others else ""
+        if kind == "Held":
+            return Cond("CarbonDataAvailable", False, "HoldingLastReading",
+                        f"{where}, older than fresh data; holding it within missingData.maxHoldSeconds{tail}")
+        if kind == "Static":
+            return Cond("CarbonDataAvailable", False, "StaticFallback",
+                        f"{where}: no live reading ({problems.get(c.region, 'no data')}); using the configured "
+                        f"static intensity per missingData.carbonFallback{tail}")
+        if c.region in problems:
+            return Cond("CarbonDataAvailable", True, "FallbackProvider", f"{where}; {problems[c.region]}{tail}")
+        return Cond("CarbonDataAvailable", True, "Live", f"{where}{tail}")
+    if problems:
+        return Cond("CarbonDataAvailable", False, "NoUsableReading",
+                    "; ".join(f"{r}: {m}" for r, m in sorted(problems.items())))
+    return Cond("CarbonDataAvailable", None, "NotEvaluated", "no placement was evaluated")
+
+
+def _metrics_condition(o: Observation):
+    from greenmodel.kube.conditions import Cond
+
+    m = o.metrics
+    if m is None:
+        return Cond("MetricsAvailable", False, "NotConfigured",
+                    "no Prometheus configured; planning from spec.load")
+    ok, reason, message = m.condition()
+    if not ok and o.observed.metrics is not None:
+        message += "; holding the last metrics within missingData.maxHoldSeconds"
+    return Cond("MetricsAvailable", bool(ok), reason or ("Available" if ok else "Unavailable"), message)
+
+
+def _capacity_condition(plan, o: Observation):
+    from greenmodel.kube.conditions import Cond
+
+    c = plan.chosen
+    notes = [f"{r}/{p}: {m}" for (r, p), m in sorted(o.exclusions.items())]
+    if c is not None:
+        better = [rj for rj in plan.rejected if rj.reason == "InsufficientGPUs" and rj.region
+                  and o.observed.regions.get(rj.region) is not None
+                  and (o.observed.regions[rj.region].intensity or o.observed.regions[rj.region].static_intensity)
+                  is not None and rj.region != c.region
+                  and (o.observed.regions[rj.region].intensity or o.observed.regions[rj.region].static_intensity
+                       ).grams_per_kwh < c.intensity.grams_per_kwh]
+        for rj in better[:3]:
+            notes.append(f"{rj.region}/{rj.gpu_product}: {rj.message}")
+        if notes:
+            return Cond("CapacityAvailable", False, "InsufficientGPUs",
+                        f"placed in {c.region} ({c.gpu_product}) because greener capacity is missing: "
+                        + "; ".join(notes))
+        free = o.free.get((c.region, c.gpu_product))
+        return Cond("CapacityAvailable", True, "GPUsAvailable",
+                    f"{c.replicas}x{c.gpus_per_replica} {c.gpu_product} in {c.region}"
+                    + (f"; {free} more free" if free is not None else ""))
+    gpu_fail = [f for f in plan.failed_constraints if f.reason == "InsufficientGPUs"]
+    if gpu_fail or notes:
+        return Cond("CapacityAvailable", False, "InsufficientGPUs",
+                    "; ".join([f.message for f in gpu_fail] + notes))
+    return Cond("CapacityAvailable", None, "NotEvaluated", plan.message[:1000] if plan else "")
+
+
+def _slo_condition(plan, o: Observation, spec):
+    from greenmodel.kube.conditions import Cond
+
+    c = plan.chosen
+    if c is None:
+        return Cond("SLOMet", False, plan.reason, plan.message)
+    m = o.observed.metrics
+    if m is not None and m.inter_token_p95_milliseconds is not None and \
+            m.inter_token_p95_milliseconds > spec.latency.inter_token_p95_milliseconds:
+        return Cond("SLOMet", False, "ObservedLatencyAboveSLO",
+                    f"observed p95 ITL {m.inter_token_p95_milliseconds:.1f} ms > "
+                    f"{spec.latency.inter_token_p95_milliseconds} ms")
+    if not c.slo_met:
+        return Cond("SLOMet", False, "SLOUnreachableWithinBounds", plan.message)
+    return Cond("SLOMet", True, "ModelledSLOMet",
+                f"predicted p95 TTFT {c.ttft_p95_ms:.0f}/{spec.latency.ttft_p95_milliseconds} ms, "
+                f"p95 ITL {c.itl_p95_ms:.1f}/{spec.latency.inter_token_p95_milliseconds} ms at "
+                f"{c.load_tokens_per_second:.0f} tok/s ({plan.load_source})")
+
+
+def _placement_fields(children, prev: dict) -> dict:
+    """Status placement fields from what is actually serving (when nothing better is known)."""
+    live = children.live_deployment
+    if live is None:
+        return {k: prev.get(k) for k in ("variant", "region", "gpuProduct", "replicas", "placedSince")}
+    return {"variant": live.placement.variant, "region": live.placement.region,
+            "gpuProduct": live.placement.gpu_product, "replicas": live.spec_replicas,
+            "placedSince": builders_format(children.service_since)}
+
+
+def builders_format(ts: datetime | None) -> str | None:
+    from greenmodel.kube.builders import format_since
+
+    return format_since(ts) if ts else None
+
+
+def reconcile_pass(rt: Runtime, body: dict) -> float | None:
+    """One level-triggered pass for one GreenModel. Returns seconds until it wants another pass."""
+    from greenmodel import planning
+    from greenmodel.api.v1alpha1 import InvalidObject, parse_greenmodel
+    from greenmodel.kube import builders
+    from greenmodel.kube.builders import OwnerRef
+    from greenmodel.kube.children import observe_children
+    from greenmodel.kube.conditions import Cond
+    from greenmodel.kube.names import Placement
+    from greenmodel.kube.switch import decide
+
+    meta = body["metadata"]
+    ns, name, uid = meta.get("namespace", ""), meta["name"], meta.get("uid", "")
+    generation = meta.get("generation")
+    key = (ns, name)
+    if meta.get("deletionTimestamp"):
+        return None  # owner references take the children with it
+    now = rt.clock()
+    olog = obs.object_logger(log, ns, name)
+    involved = involved_ref(body)
+    prev = body.get("status") or {}
+    children = observe_children(uid, rt.deployments.owned_by(uid),
+                                rt.pods.owned_by(f"{ns}/{names.label_value(name)}"),
+                                rt.services.get(ns, names.service_name(name)), rt.pdbs.get(ns, names.pdb_name(name)))
+    live = children.live_deployment
+    live_ready = live.pods_ready if live is not None else 0
+    obs.set_if(obs.READY_REPLICAS, float(children.ready_pods), ns, name)
+
+    def stalled(reason: str, message: str, event: bool = True) -> None:
+        """Nothing we can do until the spec or the cluster changes: keep what runs, say why."""
+        serving = live_ready > 0
+        conds = [
+            Cond("Ready", serving, "ServingLastPlacement" if serving else reason,
+                 (f"{live_ready} pod(s) keep serving the last placement; " if serving else "") + message),
+            Cond("Reconciling", False, reason, message),
+            Cond("Stalled", True, reason, message),
+        ]
+        status = {"observedGeneration": generation, "conditions": _conditions(body, conds, generation, now),
+                  "readyReplicas": live_ready, **_placement_fields(children, prev)}
+        publish_status(rt, body, status)
+        if event:
+            rt.recorder.record(involved, reason, message, "Warning")
+        olog.info("stalled: %s: %s", reason, message)
+
+    try:
+        gm = parse_greenmodel(body)
+    except InvalidObject as exc:
+        stalled("InvalidSpec", str(exc))
+        return None
+    spec = gm.spec
+    catalog, problem = resolve_catalog(rt, spec.model.catalog_name)
+    if catalog is None:
+        stalled(*problem)
+        return None
+
+    if spec.suspend:
+        serving = live_ready > 0
+        msg = "spec.suspend is true: no changes are made" + (f"; {live_ready} pod(s) serving" if serving else "")
+        conds = [Cond("Ready", serving, "Suspended", msg), Cond("Reconciling", False, "Suspended", msg),
+                 Cond("Stalled", False, "Suspended", msg)]
+        status = {"observedGeneration": generation, "conditions": _conditions(body, conds, generation, now),
+                  "readyReplicas": live_ready, **_placement_fields(children, prev)}
+        publish_status(rt, body, status)
+        return None
+
+    o = observe(rt, spec, children, uid, key, now)
+    plan = planning.plan(spec, catalog.spec, o.observed, now)
+    carbon_cond = _carbon_condition(plan, o.carbon_problems)
+    metrics_cond = _metrics_condition(o)
+    capacity_cond = _capacity_condition(plan, o)
+
+    if not plan.feasible or plan.chosen is None or not plan.chosen.slo_met and plan.chosen.placement not in {
+            (p.variant, p.region, p.gpu_product) for p in children.deployments}:
+        # Never scale to zero or move for an infeasible plan: keep what runs and explain.
+        serving = live_ready > 0
+        msg = obs.one_line(plan.message, 4000)
+        conds = [
+            Cond("Ready", serving, "ServingLastPlacement" if serving else plan.reason,
+                 (f"{live_ready} pod(s) keep serving the last placement; " if serving else "") + msg),
+            Cond("Reconciling", False, plan.reason, msg),
+            Cond("Stalled", True, plan.reason, msg),
+            carbon_cond, metrics_cond, capacity_cond, _slo_condition(plan, o, spec),
+        ]
+        from greenmodel.api.v1alpha1 import Decision
+
+        status = {"observedGeneration": generation, "conditions": _conditions(body, conds, generation, now),
+                  "readyReplicas": live_ready, **_placement_fields(children, prev),
+                  "predicted": _predicted(plan.chosen) if plan.chosen else None,
+                  "decision": Decision(reason=plan.reason[:63], message=obs.one_line(plan.message, 4096),
+                                       time=now, kept_current=False).to_k8s(),
+                  "alternatives": _alternatives(plan)}
+        publish_status(rt, body, status)
+        rt.recorder.record(involved, "PlanInfeasible", f"{plan.reason}: {msg}", "Warning")
+        obs.DECISIONS_TOTAL.labels("PlanInfeasible").inc()
+        return None
+
+    c = plan.chosen
+    variant = next(v for v in catalog.spec.variants if v.name == c.variant)
+    try:
+        serving = serving_spec(variant, c)
+    except ValueError as exc:
+        stalled("RuntimeImageMissing", str(exc))
+        return None
+    desired = Placement(c.variant, c.region, c.gpu_product)
+    actions = decide(desired, c.replicas, children, now, rt.drain_seconds, rt.poll_seconds)
+    owner = OwnerRef(name=name, namespace=ns, uid=uid)
+
+    dep_obj = builders.build_deployment(owner, desired, c.replicas, serving)
+    dep_changed = apply_child(rt, dep_obj)
+    svc_changed = apply_child(rt, builders.build_service(owner, actions.service_placement, actions.service_since),
+                              verify_live=actions.service_moved)
+    apply_child(rt, builders.build_pdb(owner))
+    for d in actions.delete:
+        delete_child(rt, "Deployment", d.live)
+        olog.info("deleted Deployment %s (placement %s/%s/%s no longer serves)", d.name,
+                  d.placement.variant, d.placement.region, d.placement.gpu_product)
+
+    # Events: one per decision that changed something, with old vs new numbers.
+    prev_g = (prev.get("predicted") or {}).get("gramsPerMillionTokens")
+    new_g = c.g_per_mtok
+    where = lambda p: f"{p.variant} on {p.gpu_product} in {p.region}"  # noqa: E731
+    def event(reason: str, message: str, type_: str = "Normal") -> None:
+        obs.DECISIONS_TOTAL.labels(reason).inc()
+        rt.recorder.record(involved, reason, message, type_)
+
+    live_p = children.service_placement if live is not None else None
+    if dep_changed and desired not in children.deployments:
+        if live_p is None:
+            event("VariantSelected", f"placing {where(desired)} x{c.replicas}: {_fmt_g(new_g)} gCO2e/Mtok "
+                                     f"at {c.intensity.grams_per_kwh:.0f} g/kWh ({plan.reason})")
+        else:
+            event("SwitchStarted", f"starting {where(desired)} x{c.replicas} ({_fmt_g(new_g)} gCO2e/Mtok) "
+                                   f"beside {where(live_p)} ({_fmt_g(prev_g)} gCO2e/Mtok); {plan.hysteresis}")
+    if actions.service_moved and live_p is not None and actions.service_placement == desired and live_p != desired:
+        if live_p.region != desired.region:
+            event("RegionSwitched", f"{live_p.region} -> {desired.region}: {_fmt_g(prev_g)} -> {_fmt_g(new_g)} "
+                                    f"gCO2e/Mtok ({where(live_p)} -> {where(desired)})")
+        if live_p.variant != desired.variant:
+            event("VariantSelected", f"{live_p.variant} -> {desired.variant}: {_fmt_g(prev_g)} -> {_fmt_g(new_g)} "
+                                     f"gCO2e/Mtok in {desired.region}")
+        if live_p.gpu_product != desired.gpu_product and live_p.variant == desired.variant \
+                and live_p.region == desired.region:
+            event("GPUProductSwitched", f"{live_p.gpu_product} -> {desired.gpu_product}: {_fmt_g(prev_g)} -> "
+                                        f"{_fmt_g(new_g)} gCO2e/Mtok")
+    if dep_changed and live_p == desired and live is not None and live.spec_replicas != c.replicas:
+        event("Rescaled", f"replicas {live.spec_replicas} -> {c.replicas} for {c.load_tokens_per_second:.0f} "
+                          f"output tok/s ({plan.load_source}); predicted p95 ITL {c.itl_p95_ms:.1f} ms, "
+                          f"{_fmt_g(prev_g)} -> {_fmt_g(new_g)} gCO2e/Mtok")
+    if capacity_cond.status is False and o.exclusions:
+        event("CapacityUnavailable", capacity_cond.message, "Warning")
+
+    # Status from what we observed plus what this pass did.
+    desired_dep = children.deployments.get(desired)
+    serving_desired = actions.service_placement == desired
+    desired_ready = (desired_dep is not None and desired_dep.ready and not dep_changed
+                     and desired_dep.ready_replicas >= c.replicas)
+    ready = serving_desired and desired_dep is not None and desired_dep.pods_ready > 0 and desired_dep.ready
+    in_flight = actions.phase != "Steady" or dep_changed or svc_changed or not desired_ready
+    ready_pods = desired_dep.pods_ready if (serving_desired and desired_dep) else live_ready
+    if ready:
+        ready_cond = Cond("Ready", True, "Serving",
+                          f"{desired_dep.pods_ready}/{c.replicas} replicas of {where(desired)} ready")
+    elif live_ready > 0:
+        ready_cond = Cond("Ready", False, actions.phase if actions.phase != "Steady" else "Rescaling",
+                          f"{actions.message or 'rolling out'}; {live_ready} pod(s) serving meanwhile")
+    else:
+        ready_cond = Cond("Ready", False, "Deploying",
+                          f"waiting for {where(desired)}: {desired_dep.ready_replicas if desired_dep else 0}/"
+                          f"{c.replicas} ready")
+    if in_flight:
+        phase = actions.phase if actions.phase != "Steady" else ("Rescaling" if dep_changed else "Deploying")
+        rec_cond = Cond("Reconciling", True, phase, actions.message or f"{where(desired)}: rolling out "
+                        f"{c.replicas} replica(s)")
+    else:
+        rec_cond = Cond("Reconciling", False, "ReconciliationSucceeded", obs.one_line(plan.message, 2000))
+    conds = [ready_cond, rec_cond, Cond("Stalled", False, "Progressing", "placement is feasible"),
+             carbon_cond, metrics_cond, capacity_cond, _slo_condition(plan, o, spec)]
+    from greenmodel.api.v1alpha1 import Decision, IntensityStatus
+
+    inten = c.intensity
+    status = {
+        "observedGeneration": generation,
+        "conditions": _conditions(body, conds, generation, now),
+        "variant": c.variant, "region": c.region, "gpuProduct": c.gpu_product, "replicas": c.replicas,
+        "readyReplicas": ready_pods,
+        "placedSince": builders_format(actions.service_since) if serving_desired else prev.get("placedSince"),
+        "intensity": IntensityStatus(grams_per_kilowatt_hour=_r(inten.grams_per_kwh), source=inten.source[:63],
+                                     zone=inten.zone[:63], timestamp=inten.timestamp,
+                                     kind=inten.kind).to_k8s(),
+        "predicted": _predicted(c),
+        "decision": Decision(reason=plan.reason[:63], message=obs.one_line(plan.message, 4096), time=now,
+                             kept_current=plan.kept_current).to_k8s(),
+        "alternatives": _alternatives(plan),
+    }
+    publish_status(rt, body, status)
+    obs.set_if(obs.REPLICAS, float(c.replicas), ns, name)
+    obs.set_if(obs.PREDICTED_GRAMS, c.g_per_mtok, ns, name)
+    obs.set_if(obs.PREDICTED_POWER, c.power_watts * c.pue, ns, name)
+    if dep_changed or svc_changed or actions.delete:
+        olog.info("%s: %s x%d (%s)%s", plan.reason, where(desired), c.replicas, actions.phase,
+                  f"; {actions.message}" if actions.message else "")
+    return actions.requeue_seconds

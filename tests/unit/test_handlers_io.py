@@ -68,7 +68,7 @@ class FakeKube:
         return copy.deepcopy(obj)
 
     def writes(self):
-        return [c for c in self.calls if c[0] != "GET"]
+        return [c for c in self.calls if c[0] not in ("GET", "LIST")]
 
 
 def runtime(fake):

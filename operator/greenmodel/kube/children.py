@@ -54,6 +54,7 @@ class DeploymentState:
     updated_replicas: int
     rolled_out: bool  # controller saw the latest spec and every replica is updated and ready
     pods_ready: int = 0
+    pods_scheduled: int = 0  # bound to a node and not terminated: they hold GPUs
     pods_unschedulable: int = 0
     unschedulable_message: str = ""
     live: dict = field(default_factory=dict, repr=False)
@@ -122,6 +123,9 @@ def observe_children(owner_uid: str, deployments: list[dict], pods: list[dict],
             continue
         if pod_is_ready(pod):
             dep.pods_ready += 1
+        if (pod.get("spec") or {}).get("nodeName") and (pod.get("status") or {}).get("phase") not in (
+                "Succeeded", "Failed"):
+            dep.pods_scheduled += 1
         msg = pod_is_unschedulable(pod)
         if msg:
             dep.pods_unschedulable += 1

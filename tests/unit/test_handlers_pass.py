@@ -1,0 +1,243 @@
+"""A whole reconcile pass against an in-memory fake API: placement, idle = no writes, switch, capacity.
+
+Drives ``handlers.reconcile_pass`` with the shipped default catalog and example operator config,
+simulating the Deployment controller and kubelet by editing child status between passes.
+"""
+
+from __future__ import annotations
+
+import copy
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from greenmodel import handlers
+from greenmodel.kube import client as kc
+from greenmodel.kube import names
+from greenmodel.observability import EventRecorder
+from greenmodel.settings import load_settings
+
+from test_handlers_io import FakeKube
+
+REPO = Path(__file__).resolve().parents[2]
+T0 = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+
+
+class ClusterFake(FakeKube):
+    def __init__(self, nodes):
+        super().__init__()
+        self.nodes = nodes
+        self.pods: list[dict] = []
+
+    def list(self, kind, namespace=None, **_):
+        self.calls.append(("LIST", kind.plural))
+        if kind.plural == "nodes":
+            return copy.deepcopy(self.nodes)
+        if kind.plural == "pods":
+            return copy.deepcopy(self.pods)
+        return [copy.deepcopy(o) for (plural, ns, _), o in self.objects.items() if plural == kind.plural]
+
+
+def node(name, region, product, gpus):
+    return {"metadata": {"name": name, "labels": {"topology.kubernetes.io/region": region,
+                                                   "nvidia.com/gpu.product": product}},
+            "spec": {}, "status": {"allocatable": {"nvidia.com/gpu": str(gpus)},
+                                   "conditions": [{"type": "Ready", "status": "True"}]}}
+
+
+FLEET = [node(f"{r}-{p[-4:]}", r, p, 8) for r in ("europe-west2", "europe-west3", "europe-west9", "europe-central2")
+         for p in ("NVIDIA-H100-80GB-HBM3", "NVIDIA-A100-SXM4-80GB", "NVIDIA-L4")]
+
+SPEC = {"model": {"family": "general-chat"}, "quality": {"benchmark": "MMLU", "minScore": 60},
+        "load": {"outputTokensPerSecond": 500}, "hysteresis": {"minImprovementPercent": 10, "minDwellSeconds": 0}}
+
+
+class World:
+    def __init__(self, nodes=FLEET, intensities=None, spec=None):
+        self.fake = ClusterFake(copy.deepcopy(nodes))
+        settings = load_settings(REPO / "examples" / "operator-config.yaml")
+        if intensities:
+            data = settings.model_dump(by_alias=True)
+            data["carbon"]["providers"]["static"]["gramsPerKilowattHour"].update(intensities)
+            settings = type(settings).model_validate(data)
+        self.now = T0
+        self.events: list[dict] = []
+        rt = handlers.Runtime(client=self.fake, settings=settings, clock=lambda: self.now)
+        rt.recorder = EventRecorder(self.events.append, suppress_seconds=0)
+        rt.carbon = handlers.build_carbon(settings)
+        rt.serving_metrics = None
+        rt.inventory_ttl_seconds = -1
+        self.rt = rt
+        body = {"apiVersion": "greenmodel.dev/v1alpha1", "kind": "GreenModel",
+                "metadata": {"name": "chat", "namespace": "team", "uid": "gm-uid", "generation": 1,
+                             "resourceVersion": "1"},
+                "spec": copy.deepcopy(spec or SPEC)}
+        self.fake.objects[("greenmodels", "team", "chat")] = body
+        rt.greenmodels.upsert(copy.deepcopy(body))
+
+    def gm(self):
+        return self.rt.greenmodels.get("team", "chat")
+
+    def run(self):
+        return handlers.reconcile_pass(self.rt, self.gm())
+
+    def deployments(self):
+        return [o for (pl, _, _), o in self.fake.objects.items() if pl == "deployments"]
+
+    def service(self):
+        return self.fake.objects.get(("services", "team", "chat"))
+
+    def settle(self, ready=True, unschedulable=False):
+        """Play the Deployment controller + kubelet: every Deployment's pods become (un)ready."""
+        self.rt.pods.replace_all([])
+        self.fake.pods = []
+        for d in self.deployments():
+            n = d["spec"]["replicas"]
+            d["metadata"]["generation"] = d["metadata"].get("generation", 1)
+            d["status"] = {"observedGeneration": d["metadata"]["generation"], "replicas": n, "updatedReplicas": n,
+                           "readyReplicas": n if ready else 0}
+            d["metadata"]["resourceVersion"] = str(int(d["metadata"]["resourceVersion"]) + 1000)
+            self.rt.deployments.upsert(copy.deepcopy(d))
+            labels = d["spec"]["template"]["metadata"]["labels"]
+            for i in range(n):
+                pod = {"metadata": {"name": f"{d['metadata']['name']}-{i}", "namespace": "team", "labels": labels,
+                                    "uid": f"{d['metadata']['name']}-{i}", "resourceVersion": "1"},
+                       "spec": {"nodeName": "x"} if not unschedulable else {},
+                       "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]}
+                       if ready else {"phase": "Pending", "conditions": [
+                           {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+                            "message": "0/12 nodes are available: 12 Insufficient nvidia.com/gpu."}]}}
+                self.rt.pods.upsert(pod)
+
+    def cond(self, type_):
+        for c in (self.gm().get("status") or {}).get("conditions") or []:
+            if c["type"] == type_:
+                return c
+        return None
+
+
+def test_first_pass_places_in_the_greenest_region_and_becomes_ready():
+    w = World()
+    w.run()
+    deps = w.deployments()
+    assert len(deps) == 1
+    st = w.gm()["status"]
+    assert st["region"] == "europe-west9"  # FR, 89 g/kWh in the example config
+    assert deps[0]["spec"]["template"]["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][
+        "nodeSelectorTerms"][0]["matchExpressions"][0]["values"] == ["europe-west9"]
+    assert w.cond("Ready")["status"] == "False" and w.cond("Reconciling")["status"] == "True"
+    assert st["observedGeneration"] == 1
+    assert any(e["reason"] == "VariantSelected" for e in w.events)
+    w.settle()
+    w.run()
+    assert w.cond("Ready")["status"] == "True", w.cond("Ready")
+    assert w.cond("Reconciling")["status"] == "False" and w.cond("Stalled")["status"] == "False"
+    assert w.cond("CarbonDataAvailable")["status"] == "True"
+    args = deps[0]["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--model" in args and "--tensor-parallel-size" in args
+
+
+def test_idle_passes_write_nothing():
+    w = World()
+    w.run()
+    w.settle()
+    w.run()
+    before = len(w.fake.writes())
+    for i in range(5):
+        w.now += timedelta(seconds=30)
+        w.run()
+    assert w.fake.writes()[before:] == []
+
+
+def test_greener_region_moves_the_workload_without_dropping_the_old_one_first():
+    w = World()
+    w.run()
+    w.settle()
+    w.run()
+    first = w.gm()["status"]["region"]
+    # The grid changes: FR becomes the dirtiest, GB the cleanest.
+    w.rt.settings = w.rt.settings.model_validate(
+        {**w.rt.settings.model_dump(by_alias=True),
+         "carbon": {**w.rt.settings.model_dump(by_alias=True)["carbon"],
+                    "providers": {"static": {"type": "static", "gramsPerKilowattHour":
+                                             {"GB": 20, "DE": 474.3, "FR": 900, "PL": 818.9}}}}})
+    w.rt.carbon = handlers.build_carbon(w.rt.settings)
+    w.now += timedelta(hours=1)
+    w.run()
+    regions = sorted(d["metadata"]["labels"][names.LABEL_REGION] for d in w.deployments())
+    assert regions == sorted([first, "europe-west2"])  # new beside old
+    assert names.LABEL_COMPONENT in w.service()["spec"]["selector"]
+    old_component = w.service()["spec"]["selector"][names.LABEL_COMPONENT]
+    w.settle(ready=False) if False else None
+    # new not ready yet: the Service stays on the old placement
+    w.run()
+    assert w.service()["spec"]["selector"][names.LABEL_COMPONENT] == old_component
+    w.settle()
+    w.run()  # new is Ready: the Service moves; the old one drains
+    assert w.service()["spec"]["selector"][names.LABEL_COMPONENT] != old_component
+    assert len(w.deployments()) == 2
+    assert any(e["reason"] == "RegionSwitched" and "europe-west9 -> europe-west2" in e["message"] for e in w.events)
+    w.now += timedelta(seconds=10)
+    w.run()
+    assert [d["metadata"]["labels"][names.LABEL_REGION] for d in w.deployments()] == ["europe-west2"]
+
+
+def test_unschedulable_pods_exclude_the_region_and_say_so():
+    w = World()
+    w.run()
+    first = (w.gm()["status"]["region"], w.gm()["status"]["gpuProduct"])
+    w.settle(ready=False, unschedulable=True)
+    w.run()
+    cap = w.cond("CapacityAvailable")
+    assert cap["status"] == "False" and "Insufficient nvidia.com/gpu" in cap["message"]
+    assert (w.gm()["status"]["region"], w.gm()["status"]["gpuProduct"]) != first
+    assert any(e["reason"] == "CapacityUnavailable" for e in w.events)
+
+
+def test_full_region_is_skipped_by_inventory():
+    nodes = [n for n in FLEET if n["metadata"]["labels"]["topology.kubernetes.io/region"] != "europe-west9"]
+    nodes += [node("fr-full", "europe-west9", p, 0) for p in ("NVIDIA-L4",)]
+    w = World(nodes=nodes)
+    w.run()
+    assert w.gm()["status"]["region"] == "europe-west2"  # GB is the next greenest
+
+
+def test_infeasible_spec_keeps_children_and_warns():
+    w = World(spec={**SPEC, "quality": {"benchmark": "MMLU", "minScore": 99.9}})
+    w.run()
+    assert w.deployments() == []
+    assert w.cond("Stalled")["status"] == "True" and w.cond("Ready")["status"] == "False"
+    assert any(e["reason"] == "PlanInfeasible" and e["type"] == "Warning" for e in w.events)
+    n = len(w.fake.writes())
+    w.run()
+    assert len(w.fake.writes()) == n  # repeated infeasible passes write nothing new
+
+
+def test_suspend_changes_nothing():
+    w = World()
+    w.run()
+    w.settle()
+    w.run()
+    body = w.gm()
+    body = copy.deepcopy(body)
+    body["spec"]["suspend"] = True
+    body["spec"]["load"] = {"outputTokensPerSecond": 50000}
+    body["metadata"]["generation"] = 2
+    w.rt.greenmodels.upsert(body)
+    before = [c for c in w.fake.writes() if c[1] != "greenmodels"]
+    w.run()
+    assert [c for c in w.fake.writes() if c[1] != "greenmodels"] == before
+    assert w.cond("Reconciling")["reason"] == "Suspended"
+
+
+def test_deleted_child_is_restored():
+    w = World()
+    w.run()
+    w.settle()
+    w.run()
+    d = w.deployments()[0]
+    del w.fake.objects[("deployments", "team", d["metadata"]["name"])]
+    w.rt.deployments.remove(d)
+    w.run()
+    assert len(w.deployments()) == 1
