@@ -16,7 +16,8 @@ def node(name, region, product, gpus, ready=True, unschedulable=False):
 def pod(node_name, gpus, phase="Running", ns="a", instance=None, init=0):
     labels = {}
     if instance:
-        labels = {"app.kubernetes.io/instance": instance, "app.kubernetes.io/managed-by": "greenmodel-operator"}
+        labels = {"app.kubernetes.io/instance": instance, "app.kubernetes.io/managed-by": "greenmodel-operator",
+                  "app.kubernetes.io/name": "greenmodel-serving"}
     spec = {"nodeName": node_name, "containers": [{"resources": {"limits": {"nvidia.com/gpu": gpus}}}]}
     if init:
         spec["initContainers"] = [{"resources": {"requests": {"nvidia.com/gpu": init}}}]
@@ -61,3 +62,22 @@ def test_quantities_and_init_containers():
     assert parse_quantity_int("2") == 2 and parse_quantity_int(3) == 3 and parse_quantity_int("2000m") == 2
     assert pod_gpu_request(pod("n", 1, init=4)) == 4
     assert pod_gpu_request(pod("n", 2, init=1)) == 2
+
+
+def test_our_demand_counts_from_deployments_not_pods():
+    from greenmodel.kube import builders
+    from greenmodel.kube.builders import OwnerRef, ServingSpec
+    from greenmodel.kube.inventory import deployment_demand, free_gpus_for
+    from greenmodel.kube.names import Placement
+
+    p = Placement("v", "r1", "L4")
+    dep_a = builders.build_deployment(OwnerRef("a", "t", "uid-a"), p, 3, ServingSpec("i", (), 2))
+    dep_b = builders.build_deployment(OwnerRef("b", "t", "uid-b"), p, 1, ServingSpec("i", (), 1))
+    demands = [deployment_demand(dep_a), deployment_demand(dep_b)]
+    assert demands[0] == (("r1", "L4"), "uid-a", 6)
+    # pods of ours are skipped in the inventory (counted from Deployments even before they exist)
+    inv = gpu_inventory([node("n1", "r1", "L4", 8)], [pod("n1", 2, ns="t", instance="a")], skip_managed=True)
+    assert inv[("r1", "L4")].used == 0
+    assert free_gpus_for(inv, demands, "uid-a") == {("r1", "L4"): 7}
+    assert free_gpus_for(inv, demands, "uid-b") == {("r1", "L4"): 2}
+    assert free_gpus_for(inv, demands, "uid-c") == {("r1", "L4"): 1}
