@@ -171,3 +171,28 @@ def test_totals_are_sums_of_intervals(parts):
         expect_emb += 4676.79e3 * (1 / 35040) * gpus / 8
     assert a.totals.scope2_g == pytest.approx(expect_s2, rel=1e-9, abs=1e-9)
     assert a.totals.embodied_g == pytest.approx(expect_emb, rel=1e-9, abs=1e-9)
+
+
+def test_advance_status_accumulates_labels_and_ignores_repeated_passes():
+    s = None
+    for i in range(24):
+        s = acc.advance_status(s, _iv(i, energy_source="Measured" if i >= 12 else "Estimated"))
+    assert s.energy_source.value == "Mixed"
+    assert s.energy_joules == pytest.approx(24 * 3.6e6)
+    assert s.scope2_grams == pytest.approx(24 * 1.0 * 1.1 * 50.0)
+    assert s.scope3_grams == pytest.approx(24 * 4676.79e3 / 35040 * 2 / 8)
+    assert s.sci_grams_per_thousand_tokens == pytest.approx((s.scope2_grams + s.scope3_grams) / (24e6 / 1e3))
+    assert s.since == T0 and s.updated == T0 + 24 * H
+    # kopf repeats the last pass: nothing is counted twice
+    assert acc.advance_status(s, _iv(23)) == s
+    with pytest.raises(ValueError, match="overlaps"):
+        acc.advance_status(s, _half_overlap())
+    # the status round-trips through the wire form
+    from greenmodel.api.v1alpha1 import Emissions
+    assert Emissions.model_validate(s.to_k8s()) == s
+
+
+def _half_overlap():
+    return acc.make_interval(start=T0 + 23.5 * H, end=T0 + 25 * H, region="FR", energy_kwh=1, energy_source="Measured",
+                             pue=1.1, intensity_g_per_kwh=50, intensity_source="static", gpus_reserved=2,
+                             embodied_kgco2e=4676.79, gpus_per_server=8, lifetime_hours=35040, output_tokens=1e6)

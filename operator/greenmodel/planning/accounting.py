@@ -290,3 +290,48 @@ class EmissionsAccumulator:
 
     def report(self) -> dict[str, Any]:
         return {"totals": self.totals.to_dict(), "inputs": self.inputs_dict()}
+
+
+# ------------------------------------------------------------------------------------------------
+# The operator's running totals live in GreenModel status.emissions (api.v1alpha1.Emissions): each
+# reconcile pass folds the interval since the last pass into them. Pure: the caller supplies the
+# interval (energy measured from DCGM/Kepler counters or estimated from the plan, intensity at the
+# hour it was used) and writes the returned object to status.
+# ------------------------------------------------------------------------------------------------
+
+
+def advance_status(prev, interval: Interval):
+    """New ``status.emissions`` (api.v1alpha1.Emissions) = ``prev`` + ``interval``.
+
+    ``prev`` may be None (first pass). An interval that ends at or before ``prev.updated`` was
+    already counted (kopf may repeat a pass) and is ignored: the totals are returned unchanged, so a
+    repeated pass never double-counts. The energy label becomes Mixed once measured and estimated
+    intervals have both been counted.
+    """
+    from greenmodel.api.v1alpha1 import Emissions, EnergySourceKind
+
+    if prev is not None and prev.updated is not None and interval.end <= prev.updated:
+        return prev
+    if prev is not None and prev.updated is not None and interval.start < prev.updated:
+        raise ValueError(
+            f"interval {interval.start.isoformat()}..{interval.end.isoformat()} overlaps the totals "
+            f"already counted up to {prev.updated.isoformat()}"
+        )
+    src = EnergySourceKind(interval.energy_source)
+    if prev is None or (prev.energy_joules == 0 and prev.scope2_grams == 0):
+        label = src
+    else:
+        label = prev.energy_source if prev.energy_source == src else EnergySourceKind.MIXED
+    scope2 = (prev.scope2_grams if prev else 0.0) + interval.scope2_g
+    scope3 = (prev.scope3_grams if prev else 0.0) + interval.embodied_g
+    tokens = (prev.output_tokens if prev else 0.0) + interval.output_tokens
+    return Emissions(
+        energy_joules=(prev.energy_joules if prev else 0.0) + interval.energy_kwh * JOULES_PER_KWH,
+        energy_source=label,
+        scope2_grams=scope2,
+        scope3_grams=scope3,
+        output_tokens=tokens,
+        sci_grams_per_thousand_tokens=sci_per_thousand_tokens(scope2, scope3, tokens),
+        since=(prev.since if prev and prev.since else interval.start),
+        updated=interval.end,
+    )
