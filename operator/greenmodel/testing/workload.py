@@ -129,6 +129,12 @@ class ServedModel:
     max_batch: int = 128
     kv_capacity_tokens: int = 400_000
     emit_newer_itl: bool = True  # vllm:inter_token_latency_seconds (newer vLLM) besides time_per_output_token
+    pod_names: list[str] | None = None  # real pod names (e2e); default "<instance>-serving-<i>"
+
+    def pod_name(self, i: int) -> str:
+        if self.pod_names and i < len(self.pod_names):
+            return self.pod_names[i]
+        return f"{self.instance}-serving-{i}"
 
 
 class WorkloadSimulator:
@@ -199,7 +205,7 @@ class WorkloadSimulator:
                 "last": now,
                 "cursor": 0,
                 "loops": 0,
-                "pods": [_Pod(f"{m.instance}-serving-{i}") for i in range(m.pods)],
+                "pods": [_Pod(m.pod_name(i)) for i in range(m.pods)],
                 "rr": 0,
             }
 
@@ -213,10 +219,14 @@ class WorkloadSimulator:
                 if not hasattr(m, k):
                     raise KeyError(k)
                 setattr(m, k, v)
+            if "pod_names" in changes and changes["pod_names"] is not None and "pods" not in changes:
+                m.pods = len(changes["pod_names"])
             pods = st["pods"]
             while len(pods) < m.pods:
-                pods.append(_Pod(f"{m.instance}-serving-{len(pods)}"))
+                pods.append(_Pod(m.pod_name(len(pods))))
             del pods[m.pods:]
+            for i, pod in enumerate(pods):  # renamed pods keep their counters
+                pod.name = m.pod_name(i)
 
     def remove_model(self, namespace: str, instance: str) -> None:
         with self._lock:
