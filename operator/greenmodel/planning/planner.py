@@ -120,7 +120,7 @@ def plan(spec: GreenModelSpec, catalog: ModelCatalogSpec, observed: Observed, no
     family = [v for v in catalog.variants if v.family == spec.model.family]
     if not family:
         known = sorted({v.family for v in catalog.variants})
-        msg = f"model family {spec.model.family!r} is not in the catalog (it has: {', '.join(known)})"
+        msg = f"spec.model.family: {spec.model.family!r} is not in the catalog (it has: {', '.join(known)})"
         return Plan(False, None, "CatalogEntryNotFound", msg, load_tokens_per_second=load, load_source=load_source,
                     failed_constraints=(FailedConstraint("spec.model.family", "CatalogEntryNotFound", msg),))
 
