@@ -97,6 +97,7 @@ def test_greenmodel_picks_small_variant_in_clean_region_without_flapping(result)
     assert g["gramsPerMillionTokens"] == pytest.approx(20.0, rel=0.05)
     assert g["kwh"] == pytest.approx(0.36 * HOURS, rel=0.01)
     assert g["sloAttainment"] == 1.0
+    assert g["sloAttainmentMinutes"] == pytest.approx(1.0)  # the test trace is perfectly even
     assert g["minQuality"] >= g["qualityFloor"] and g["qualityFloorViolations"] == 0
     assert g["savingVsStatic"] == pytest.approx(1 - (20 + 12.684) / (133.333 + 12.684), rel=0.05)
 
@@ -142,3 +143,17 @@ def test_plot_writes_a_small_png(result):
     png = out.getvalue()
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     assert len(png) < 300_000
+
+
+def test_minute_attainment_counts_requests_in_minutes_over_capacity():
+    sc = scenario()
+    run = simulator.run_all(sc)["_runs"][2]
+    # pretend half of every hour's requests arrive in minutes at 3x the mean rate
+    mult = np.ones(60)
+    mult[:30] = 3.0
+    share = np.full(60, 1 / 60)
+    sc.load = type(sc.load)(**{**sc.load.__dict__, "minute_multiplier": mult, "minute_request_share": share})
+    # the small variant's one replica serves up to 2000 tok/s; 3 x 500 = 1500 fits, 5 x 500 would not
+    assert simulator.minute_attainment(sc, run) == pytest.approx(1.0)
+    mult[:30] = 5.0
+    assert simulator.minute_attainment(sc, run) == pytest.approx(0.5)

@@ -216,6 +216,16 @@ class Trace:
     def requests_per_s(self) -> float:
         return self.requests / self.duration_s
 
+    def minute_profile(self, window_s: float = 60.0) -> tuple[np.ndarray, np.ndarray]:
+        """Per ``window_s`` bin: (output-token rate / mean rate, share of the requests)."""
+        bins = max(1, int(math.ceil(self.duration_s / window_s)))
+        idx = np.minimum((self.offsets_s / window_s).astype(int), bins - 1)
+        tok = np.bincount(idx, weights=self.generated_tokens, minlength=bins)
+        req = np.bincount(idx, minlength=bins).astype(float)
+        mean = tok.sum() / bins
+        mult = tok / mean if mean > 0 else np.ones(bins)
+        return mult, req / req.sum()
+
     def peak_factor(self, window_s: float = 60.0) -> float:
         """Peak output-token rate over ``window_s`` windows divided by the mean rate (>= 1)."""
         if self.requests < 2:
@@ -328,6 +338,8 @@ class HourlyLoad:
     mean_context_tokens: float
     mean_output_tokens: float
     peak_factor: float  # within-hour peak minute / mean, from the trace
+    minute_multiplier: np.ndarray  # per minute of the trace hour: rate / mean rate
+    minute_request_share: np.ndarray  # per minute: share of the hour's requests
     description: str
 
     @property
@@ -370,6 +382,8 @@ def stretch(trace: Trace, shape: np.ndarray, start: datetime, hours: int, *, sha
         mean_context_tokens=float(trace.context_tokens.mean()),
         mean_output_tokens=float(trace.generated_tokens.mean()),
         peak_factor=trace.peak_factor(),
+        minute_multiplier=trace.minute_profile()[0],
+        minute_request_share=trace.minute_profile()[1],
         description=desc,
     )
 

@@ -43,7 +43,7 @@ class PolicyRun:
     gpus_per_server: list[float] = field(default_factory=list)
     lifetime_hours: list[float] = field(default_factory=list)
     switched: list[bool] = field(default_factory=list)
-    peak_ok: list[bool] = field(default_factory=list)  # SLO also met at the within-hour peak minute
+    max_load: list[float] = field(default_factory=list)  # highest load (tok/s) the placement serves within the SLO
     decide_seconds: float = 0.0  # wall time spent deciding (planner calls)
 
     def append(self, **kw: Any) -> None:
