@@ -314,14 +314,38 @@ def load_settings(path: str | os.PathLike[str] | None = None) -> Settings:
         raise SettingsError(f"operator config {path} is invalid: {exc}") from None
 
 
-def kubernetes_secret_reader(default_namespace: str) -> Callable[[SecretKeyRef], str]:
-    """A ``secret_reader`` that reads a Secret key through the Kubernetes API (needs RBAC get on it)."""
+def operator_namespace() -> str:
+    """The namespace the operator runs in (its Secrets live there)."""
+    for var in ("GREENMODEL_NAMESPACE", "POD_NAMESPACE"):
+        if os.environ.get(var):
+            return os.environ[var]
+    try:
+        return Path("/var/run/secrets/kubernetes.io/serviceaccount/namespace").read_text().strip()
+    except OSError:
+        return "greenmodel-system"
+
+
+def kubernetes_secret_reader(default_namespace: str | None = None) -> Callable[[SecretKeyRef], str]:
+    """A ``secret_reader`` that reads a Secret key through the Kubernetes API (needs RBAC ``get`` on
+    that Secret). The client is configured on first use (in-cluster, else kubeconfig), so loading the
+    settings never needs a cluster."""
     import base64
 
-    def read(ref: SecretKeyRef) -> str:
-        from kubernetes import client  # imported lazily: settings must load without a cluster
+    api = []
 
-        secret = client.CoreV1Api().read_namespaced_secret(ref.name, ref.namespace or default_namespace)
+    def read(ref: SecretKeyRef) -> str:
+        from kubernetes import client, config  # imported lazily: settings must load without a cluster
+
+        if not api:
+            try:
+                config.load_incluster_config()
+            except config.ConfigException:
+                config.load_kube_config()
+            api.append(client.CoreV1Api())
+        try:
+            secret = api[0].read_namespaced_secret(ref.name, ref.namespace or default_namespace or operator_namespace())
+        except Exception as exc:  # ApiException (403/404), connection errors
+            raise CredentialError(f"cannot read Secret {ref.name}: {getattr(exc, 'reason', None) or exc}") from None
         data = (secret.data or {}).get(ref.key)
         if data is None:
             raise CredentialError(f"Secret {ref.name} has no key {ref.key}")

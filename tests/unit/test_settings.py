@@ -121,3 +121,26 @@ def test_load_settings_errors(tmp_path):
     with pytest.raises(SettingsError, match="mapping"):
         load_settings(lst)
     assert load_settings(None).carbon.regions == {}
+
+
+def test_secret_key_ref_credentials_resolved_lazily_by_the_reader():
+    from greenmodel.signals.carbon.base import ProviderError, Reason
+    from greenmodel.signals.carbon.registry import build_providers
+
+    cfg = _cfg()
+    cfg["carbon"]["providers"]["em"] = {
+        "type": "electricitymaps",
+        "credentials": {"secretKeyRef": {"name": "greenmodel-carbon", "key": "token"}},
+    }
+    s = Settings.model_validate(cfg)
+    asked = []
+
+    def reader(ref):
+        asked.append((ref.name, ref.key))
+        raise CredentialError("Secret greenmodel-carbon not found")
+
+    provs = build_providers(s, secret_reader=reader)
+    assert asked == []  # nothing resolved at build time: a missing Secret must not crash start-up
+    with pytest.raises(ProviderError) as e:
+        provs["em"].latest("GB", "GB")
+    assert e.value.reason is Reason.MISCONFIGURED and asked == [("greenmodel-carbon", "token")]

@@ -169,7 +169,7 @@ class ZoneCache:
 
     # ------------------------------------------------------------------ construction
     @classmethod
-    def from_settings(cls, settings, providers: Mapping[str, CarbonProvider] | None = None, **kw) -> "ZoneCache":
+    def from_settings(cls, settings, providers: Mapping[str, CarbonProvider] | None = None, *, secret_reader=None, **kw) -> "ZoneCache":
         """Build one chain per zone from ``settings.carbon.regions``; providers default to
         ``build_providers(settings)``."""
         c = settings.carbon
@@ -182,7 +182,7 @@ class ZoneCache:
         if providers is None:
             from .registry import build_providers
 
-            providers = build_providers(settings, clock=kw.get("clock", utcnow))
+            providers = build_providers(settings, clock=kw.get("clock", utcnow), secret_reader=secret_reader)
         kw.setdefault("refresh_interval_seconds", c.refresh_interval_seconds)
         kw.setdefault("forecast_refresh_interval_seconds", c.forecast_refresh_interval_seconds)
         kw.setdefault("max_backoff_seconds", c.max_backoff_seconds)

@@ -32,8 +32,11 @@ def build_providers(
     clock: Callable[[], datetime] = utcnow,
     secret_reader=None,
 ) -> dict[str, CarbonProvider]:
+    from greenmodel.settings import kubernetes_secret_reader
     from greenmodel.signals.http import SafeHttpClient
 
+    if secret_reader is None:  # only used by providers whose credentials are a secretKeyRef
+        secret_reader = kubernetes_secret_reader()
     if http is None:
         http = SafeHttpClient(settings.network, use_environment_proxies=settings.network.use_environment_proxies)
     out: dict[str, CarbonProvider] = {}
