@@ -247,6 +247,11 @@ def build_serving_metrics(settings):
 def build_registry(rt: Runtime) -> kopf.OperatorRegistry:
     registry = kopf.OperatorRegistry()
 
+    @kopf.on.login(registry=registry)
+    def login(**kwargs: Any) -> Any:
+        """In a pod: the ServiceAccount token; else the kubeconfig ($KUBECONFIG / --kubeconfig)."""
+        return kopf.login_with_service_account(**kwargs) or kopf.login_with_kubeconfig(**kwargs)
+
     @kopf.on.event(GROUP, VERSION, "greenmodels", registry=registry)
     async def greenmodel_event(type: str, body: Any, **_: Any) -> None:  # noqa: A002 - kopf's name
         raw = dict(body)

@@ -20,9 +20,10 @@ from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+disable_created_metrics()  # no *_created series: they double the scrape for no use here
 REGISTRY = CollectorRegistry(auto_describe=True)
 
 RECONCILE_TOTAL = Counter(
@@ -243,6 +244,9 @@ def configure_logging(level: str | int = "INFO", json_format: bool = True) -> No
     root.setLevel(level if isinstance(level, int) else str(level).upper())
     for noisy in ("urllib3", "asyncio", "kubernetes"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    # kopf logs every successful watch-event handler at INFO ("Handler ... succeeded"): one line
+    # per pod/Deployment event is noise; its warnings and errors still show.
+    logging.getLogger("kopf.objects").setLevel(logging.WARNING)
 
 
 def object_logger(logger: logging.Logger, namespace: str, name: str, kind: str = "GreenModel") -> logging.LoggerAdapter:

@@ -63,6 +63,9 @@ def run(args: argparse.Namespace) -> int:
 
     from greenmodel import handlers
 
+    if args.kubeconfig:
+        os.environ["KUBECONFIG"] = args.kubeconfig  # kopf's watch login reads it too
+
     runtime = handlers.Runtime.create(settings, config_path=args.config, kubeconfig=args.kubeconfig,
                                       workers=args.workers)
     if args.metrics_port >= 0:

@@ -90,6 +90,9 @@ class KubeClient:
                  token_getter=None, pool_size: int = 16, timeout_seconds: float = 30.0):
         self.host = host.rstrip("/")
         self._session = requests.Session()
+        # Not the environment's CA bundle or proxies (REQUESTS_CA_BUNDLE would override the
+        # cluster CA): only what the kubeconfig / service account says.
+        self._session.trust_env = False
         self._session.verify = verify
         if cert:
             self._session.cert = cert
