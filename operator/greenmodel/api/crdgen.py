@@ -35,10 +35,6 @@ CEL_RULES: dict[str, dict[str, list[dict[str, str]]]] = {
             {"rule": "!(has(self.outputTokensPerSecond) && has(self.requestsPerSecond))",
              "message": "set at most one of `outputTokensPerSecond` and `requestsPerSecond`"},
         ],
-        "spec.carbon": [
-            {"rule": "!has(self.dailyBudgetKilograms) || self.dailyBudgetKilograms <= 1000000.0",
-             "message": "`dailyBudgetKilograms` must be less than or equal to 1000000"},
-        ],
     },
     "ModelCatalog": {
         "spec": [

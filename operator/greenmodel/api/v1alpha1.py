@@ -136,6 +136,11 @@ class ModelSelector(_Model):
               description="Only these variants of the family may be chosen; all of them if unset."),
     ] = None
 
+    @model_validator(mode="after")
+    def _unique(self) -> "ModelSelector":
+        _check_unique(self.variants, "variants")
+        return self
+
 
 class QualityFloor(_Model):
     benchmark: Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[A-Za-z][A-Za-z0-9_.-]*$",
@@ -155,7 +160,7 @@ class CarbonSLO(_Model):
         float | None, Field(gt=0, description="Target gCO2e per million output tokens (Scope 2 + embodied). "
                                               "Candidates above it are ranked after those below it.")] = None
     daily_budget_kilograms: Annotated[
-        float | None, Field(gt=0, description="Optional daily budget, kgCO2e; reported by the operator.")] = None
+        float | None, Field(gt=0, le=1_000_000, description="Optional daily budget, kgCO2e; reported by the operator.")] = None
 
 
 class LoadPrior(_Model):
@@ -174,6 +179,15 @@ class LoadPrior(_Model):
         return 0.0
 
 
+def _check_unique(items: list[str] | None, name: str) -> None:
+    if items:
+        seen: set[str] = set()
+        for i, x in enumerate(items):
+            if x in seen:
+                raise ValueError(f"{name}[{i}]: Duplicate value: {x!r}")
+            seen.add(x)
+
+
 class Placement(_Model):
     regions: Annotated[
         list[Annotated[str, Field(min_length=1, max_length=63, pattern=LABEL_VALUE)]] | None,
@@ -184,6 +198,12 @@ class Placement(_Model):
         list[Annotated[str, Field(min_length=1, max_length=63, pattern=LABEL_VALUE)]] | None,
         Field(max_length=16, description="Allowed GPU products (`nvidia.com/gpu.product`); all if unset."),
     ] = None
+
+    @model_validator(mode="after")
+    def _unique(self) -> "Placement":
+        _check_unique(self.regions, "regions")
+        _check_unique(self.gpu_products, "gpuProducts")
+        return self
 
 
 class Hysteresis(_Model):
@@ -388,6 +408,17 @@ class ModelVariant(_Model):
     def active_b(self) -> float:
         return self.active_parameters_billions or self.parameters_billions
 
+    @model_validator(mode="after")
+    def _check(self) -> "ModelVariant":
+        a = self.active_parameters_billions
+        if a is not None and a > self.parameters_billions:
+            raise ValueError("`activeParametersBillions` must be less than or equal to `parametersBillions`")
+        if self.architecture == Architecture.MOE and a is None:
+            raise ValueError("`activeParametersBillions` is required when `architecture` is `MoE`")
+        products = [p.gpu_product for p in self.profiles]
+        _check_unique(products, "profiles.gpuProduct")
+        return self
+
 
 class GPUProduct(_Model):
     product: Annotated[str, Field(min_length=1, max_length=63, pattern=LABEL_VALUE)]
@@ -399,6 +430,12 @@ class GPUProduct(_Model):
     lifetime_years: Annotated[float, Field(gt=0, le=20)] = 4.0
     usable_memory_fraction: Annotated[float, Field(gt=0, le=1, description=(
         "Fraction of memory the runtime may use (vLLM --gpu-memory-utilization)."))] = 0.9
+
+    @model_validator(mode="after")
+    def _check(self) -> "GPUProduct":
+        if self.idle_watts > self.max_watts:
+            raise ValueError("`idleWatts` must be less than or equal to `maxWatts`")
+        return self
 
 
 class ModelCatalogSpec(_Model):
@@ -419,7 +456,8 @@ class ModelCatalogSpec(_Model):
             for p in v.profiles:
                 if p.gpu_product not in known:
                     raise ValueError(
-                        f"spec.variants[{v.name}].profiles: GPU product {p.gpu_product!r} is not in spec.gpus")
+                        f"every `variants[].profiles[].gpuProduct` must be listed in `gpus` "
+                        f"({v.name} has {p.gpu_product!r})")
         return self
 
     def gpu(self, product: str) -> GPUProduct | None:
