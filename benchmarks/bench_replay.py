@@ -27,8 +27,8 @@ def main() -> int:
     ap.add_argument("--data", default=os.environ.get("GREENMODEL_SHARED_DATA", str(ROOT.parent / "shared" / "data")))
     ap.add_argument("--days", type=float, default=None, help="default: every common hour (a year)")
     ap.add_argument("--trace", default="conversation", choices=("conversation", "code"))
-    ap.add_argument("--zones", default="DE,GB,FR,PL,ES,NL",
-                    help="zones in order; the first is the static baseline's region (default DE,GB,FR,PL,ES,NL)")
+    ap.add_argument("--zones", default="DE,ES,FR,GB,NL,PL",
+                    help="zones in order; the first is the static baseline's region (default DE,ES,FR,GB,NL,PL: sorted, as a shell glob lists them)")
     ap.add_argument("--plot", default=None, help="write the figure here (e.g. docs/benchmark.png)")
     ap.add_argument("--json", default=None, help="also write the JSON result here")
     args = ap.parse_args()

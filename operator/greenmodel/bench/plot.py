@@ -52,29 +52,31 @@ def write_plot(path, scenario: "Scenario", runs: Sequence[PolicyRun], focus: str
     if focus_run is not None:
         idx = np.array([regions.index(r) for r in focus_run.region])
         variants = sorted(set(focus_run.variant))
-        markers = "osD^v<>p*h"
-        for j, v in enumerate(variants):
+        vcol = {v: plt.cm.Set1(j % 9) for j, v in enumerate(variants)}
+        # one thin lane per variant inside each region's row, coloured by variant
+        lane = {v: (j - (len(variants) - 1) / 2) * (0.6 / max(1, len(variants))) for j, v in enumerate(variants)}
+        tt = np.array([x.replace(tzinfo=None) for x in t], dtype="datetime64[s]")
+        for v in variants:
             m = np.array([x == v for x in focus_run.variant])
-            ax.scatter(
-                np.array(t, dtype=object)[m],
-                idx[m],
-                s=4,
-                marker=markers[j % len(markers)],
-                c=[colours[regions[k]] for k in idx[m]],
-                label=v,
-                rasterized=True,
-            )
+            ax.scatter(tt[m], idx[m] + lane[v], s=3, marker="s", color=vcol[v], label=v, rasterized=True, linewidths=0)
         ax.set_yticks(range(len(regions)), regions)
         ax.set_ylim(-0.5, len(regions) - 0.5)
         ax.legend(fontsize=7, loc="upper right", markerscale=3, ncol=min(3, len(variants)))
-        ax.set_title(f"Where {focus} served the workload (region; marker = variant; {sum(focus_run.switched)} switches)")
+        ax.set_title(f"Where {focus} served the workload (row = region, colour = variant; "
+                     f"{sum(focus_run.switched)} switches)")
     ax.grid(alpha=0.3)
 
     ax = axes[2]
-    for run in runs:
+    styles = ["-", "--", "-", ":", "-."]
+    floor = []
+    for k, run in enumerate(runs):
         cum = np.cumsum(hourly_grams(run, with_embodied=True)) / 1000.0
-        ax.plot(t, cum, lw=1.4, label=f"{run.name} ({cum[-1]:,.0f} kg)")
-    ax.set_ylabel("kgCO2e (Scope 2 + embodied)")
+        ax.plot(t, cum, lw=1.6, ls=styles[k % len(styles)], label=f"{run.name} ({cum[-1]:,.0f} kg)")
+        floor.append(cum[min(23, len(cum) - 1)])  # start the log axis at the first day's emissions
+    ax.set_yscale("log")
+    if floor and min(floor) > 0:
+        ax.set_ylim(bottom=min(floor))
+    ax.set_ylabel("kgCO2e, log scale (Scope 2 + embodied)")
     ax.set_title("Cumulative emissions per policy")
     ax.legend(fontsize=8, loc="upper left")
     ax.grid(alpha=0.3)
