@@ -29,6 +29,7 @@ def main() -> int:
     ap.add_argument("--trace", default="conversation", choices=("conversation", "code"))
     ap.add_argument("--zones", default="DE,ES,FR,GB,NL,PL",
                     help="zones in order; the first is the static baseline's region (default DE,ES,FR,GB,NL,PL: sorted, as a shell glob lists them)")
+    ap.add_argument("--load-scale", type=float, default=1.0, help="multiply the trace's request rate (default 1)")
     ap.add_argument("--plot", default=None, help="write the figure here (e.g. docs/benchmark.png)")
     ap.add_argument("--json", default=None, help="also write the JSON result here")
     args = ap.parse_args()
@@ -44,7 +45,8 @@ def main() -> int:
         return 2
 
     t0 = time.perf_counter()
-    scenario = simulator.build_scenario(intensity_files=files, trace_file=trace, days=args.days)
+    scenario = simulator.build_scenario(intensity_files=files, trace_file=trace, days=args.days,
+                                         load_scale=args.load_scale)
     t1 = time.perf_counter()
     result = simulator.run_all(scenario)
     t2 = time.perf_counter()
