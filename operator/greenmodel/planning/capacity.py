@@ -23,6 +23,7 @@ ML.ENERGY leaderboard.
 from __future__ import annotations
 
 import math
+from bisect import bisect_left
 from dataclasses import dataclass
 
 TARGET_UTILIZATION = 0.85  # keep 15% headroom over the planned load
@@ -44,15 +45,11 @@ def interp(xs: tuple[int, ...] | tuple[float, ...], ys: tuple[float, ...], x: fl
     """Piecewise-linear interpolation, clamped at both ends."""
     if x <= xs[0]:
         return ys[0]
-    last = len(xs) - 1
-    if x >= xs[last]:
-        return ys[last]
-    for i in range(1, last + 1):
-        if x <= xs[i]:
-            x0 = xs[i - 1]
-            t = (x - x0) / (xs[i] - x0)
-            return ys[i - 1] + t * (ys[i] - ys[i - 1])
-    return ys[last]  # pragma: no cover
+    i = bisect_left(xs, x)
+    if i >= len(xs):
+        return ys[-1]
+    x0 = xs[i - 1]
+    return ys[i - 1] + (x - x0) / (xs[i] - x0) * (ys[i] - ys[i - 1])
 
 
 def operating_point(table: OperatingTable, itl_slo_ms: float) -> int | None:
@@ -93,7 +90,10 @@ def occupied_batch(table: OperatingTable, idx: int, load_per_replica_tps: float)
     for _ in range(4):
         if b >= cap_b:
             return float(cap_b)
-        b = load_per_replica_tps * interp(table.batches, itls, b) / 1000.0
+        nb = load_per_replica_tps * interp(table.batches, itls, b) / 1000.0
+        if abs(nb - b) <= 0.01 * b:
+            return min(nb, float(cap_b))
+        b = nb
     return min(b, float(cap_b))
 
 
@@ -130,23 +130,27 @@ def size(table: OperatingTable, idx: int, load_tps: float, avg_out: float, prefi
     why = (f"to keep utilisation <= {TARGET_UTILIZATION:.0%} at {load_tps:.0f} tok/s "
            f"({cap:.0f} tok/s per replica at batch {batch})")
 
-    def step_ms(nn: int) -> float:
-        return interp(table.batches, table.itl_p95_ms, max(1.0, occupied_batch(table, idx, load_tps / nn)))
+    itls = table.itl_p95_ms
 
-    ttft = ttft_p95_ms(load_tps, n, cap, batch, avg_out, prefill_ms, step_ms(n))
+    def occ(nn: int) -> tuple[float, float]:  # (occupied batch, p95 ITL) at nn replicas
+        b_ = occupied_batch(table, idx, load_tps / nn)
+        return b_, interp(table.batches, itls, b_ if b_ > 1.0 else 1.0)
+
+    b, itl = occ(n)
+    ttft = ttft_p95_ms(load_tps, n, cap, batch, avg_out, prefill_ms, itl)
     extra = 0
     while ttft > ttft_slo_ms and extra < MAX_EXTRA_REPLICAS_FOR_TTFT:
         n += 1
         extra += 1
-        ttft = ttft_p95_ms(load_tps, n, cap, batch, avg_out, prefill_ms, step_ms(n))
+        b, itl = occ(n)
+        ttft = ttft_p95_ms(load_tps, n, cap, batch, avg_out, prefill_ms, itl)
         why = f"to keep p95 TTFT <= {ttft_slo_ms:.0f} ms at {load_tps:.0f} tok/s"
     needed = n if ttft <= ttft_slo_ms else 0
     planned = min(n, max_replicas)
     if planned != n:
-        ttft = ttft_p95_ms(load_tps, planned, cap, batch, avg_out, prefill_ms, step_ms(planned))
+        b, itl = occ(planned)
+        ttft = ttft_p95_ms(load_tps, planned, cap, batch, avg_out, prefill_ms, itl)
     rho = load_tps / (planned * cap)
-    b = occupied_batch(table, idx, load_tps / planned)
-    itl = interp(table.batches, table.itl_p95_ms, max(1.0, b))
     power = planned * replica_power_watts(table, b, idle_watts_replica)
     slo_met = needed != 0 and needed <= max_replicas and rho <= 1.0
     return Sizing(planned, needed, idx, planned * cap, rho, ttft, itl, power, slo_met, why)

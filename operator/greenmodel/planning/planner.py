@@ -49,14 +49,28 @@ class _Pair:
     batch_cap: int
 
 
+# Operating tables by profile identity (the catalog object is reused between reconciles; a re-parsed
+# catalog gets new entries). Bounded; the profile is kept in the value so its id cannot be reused
+# while cached. Catalog models are treated as immutable once parsed.
+_TABLES: dict[int, tuple[Profile, capacity.OperatingTable]] = {}
+_TABLES_MAX = 8192
+
+
 def _table(profile: Profile) -> capacity.OperatingTable:
+    hit = _TABLES.get(id(profile))
+    if hit is not None and hit[0] is profile:
+        return hit[1]
     pts = sorted(profile.batch, key=lambda p: p.max_batch_size)
-    return capacity.OperatingTable(
+    table = capacity.OperatingTable(
         tuple(p.max_batch_size for p in pts),
         tuple(p.output_tokens_per_second for p in pts),
         tuple(p.inter_token_p95_milliseconds for p in pts),
         tuple(p.power_watts for p in pts),
     )
+    if len(_TABLES) >= _TABLES_MAX:
+        _TABLES.clear()
+    _TABLES[id(profile)] = (profile, table)
+    return table
 
 
 def _load(spec: GreenModelSpec, observed: Observed, now: datetime) -> tuple[float, str]:
@@ -190,42 +204,52 @@ def plan(spec: GreenModelSpec, catalog: ModelCatalogSpec, observed: Observed, no
             if cur is not None and cur.variant == v.name and cur.gpu_product == product:
                 cur_gpr = g
 
-    # --- region loop: carbon and free GPUs --------------------------------------------------
+    # --- region loop: carbon and free GPUs (the hot loop: keep it to arithmetic) ---------------
     policy = spec.policy
     carbon_slo = spec.carbon.max_grams_per_million_tokens
+    # carbon SLO as grams per hour at this load (same ranking, no division in the loop)
+    slo_gph = carbon_slo * load * 3.6e-3 if carbon_slo is not None and load > 0 else math.inf
+    carbon_first, latency_first = policy == Policy.CARBON_FIRST, policy == Policy.LATENCY_FIRST
     entries: list[tuple] = []  # sort keys with what is needed to build the Candidate
     best_effort: list[tuple] = []
     seq = 0
+    cur_region = cur.region if cur is not None else None
+    cur_product = cur.gpu_product if cur is not None else None
+    # Regions cleanest first (PUE x intensity). Within one variant/GPU pair every key component
+    # (carbon-SLO bucket, score, then enumeration order) is non-decreasing along this order, so only
+    # the first K accepted regions of a pair can enter the overall top K: the rest are skipped
+    # (exact, and it keeps plan() fast). The current placement's pair is always enumerated fully.
+    regions.sort(key=lambda r: r[2] * r[1].grams_per_kwh)
+    top_k = MAX_ALTERNATIVES + 1
     for pr in pairs:
         s = pr.sizing
         product = pr.profile.gpu_product
         need_gpus = s.replicas * pr.gpus_per_replica
         lat = _latency_norm(s.ttft_p95_ms, s.itl_p95_ms, spec)
-        headroom = 1.0 - lat
+        neg_headroom = lat - 1.0
         emb_gph = need_gpus * pr.embodied_g_per_gpu_hour
         kw = s.power_watts / 1000.0
+        target = entries if s.slo_met else best_effort
+        factor = 1.0 + lat
+        limit = len(regions) if (pr.variant.name == (cur.variant if cur else None) and product == cur_product) else top_k
+        accepted = 0
         for name, inten, pue, free_map in regions:
+            if accepted >= limit:
+                break
             gph = kw * pue * inten.grams_per_kwh + emb_gph
-            score = _score(policy, gph, lat)
-            carbon_ok = True
-            if carbon_slo is not None and load > 0:
-                carbon_ok = gph / (load * 3.6e-3) <= carbon_slo
-            seq += 1
-            key = (0 if carbon_ok else 1, score, -headroom, seq)
-            item = (key, pr, name, inten, pue, gph, lat)
             if free_map is not None:
                 free = free_map.get(product, 0)
-                if cur is not None and cur.region == name and cur.gpu_product == product:
+                if name == cur_region and product == cur_product:
                     free += cur.replicas * cur_gpr
                 if need_gpus > free:
                     reject(pr.variant.name, name, product, "InsufficientGPUs",
                            f"needs {need_gpus} {product} in {name} ({s.replicas} x {pr.gpus_per_replica}), {free} free",
                            required=need_gpus, limit=free)
                     continue
-            if not s.slo_met:
-                best_effort.append(item)
-                continue
-            entries.append(item)
+            seq += 1
+            accepted += 1
+            score = gph if carbon_first else (lat if latency_first else gph * factor)
+            target.append(((0 if gph <= slo_gph else 1, score, neg_headroom, seq), pr, name, inten, pue, gph, lat))
 
     def build(item) -> Candidate:
         key, pr, name, inten, pue, gph, lat = item
