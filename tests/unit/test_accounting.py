@@ -196,3 +196,18 @@ def _half_overlap():
     return acc.make_interval(start=T0 + 23.5 * H, end=T0 + 25 * H, region="FR", energy_kwh=1, energy_source="Measured",
                              pue=1.1, intensity_g_per_kwh=50, intensity_source="static", gpus_reserved=2,
                              embodied_kgco2e=4676.79, gpus_per_server=8, lifetime_hours=35040, output_tokens=1e6)
+
+
+def test_pass_interval_prefers_measured_energy_and_never_invents_zero():
+    kw = dict(start=T0, end=T0 + timedelta(minutes=30), region="europe-west9", gpus_reserved=4,
+              embodied_kg_per_gpu=275, lifetime_years=4, pue=1.2, intensity_g_per_kwh=60,
+              intensity_source="electricitymaps", output_tokens=1e6)
+    est = acc.pass_interval(**kw, estimated_power_watts=2000)
+    assert est.energy_source == "Estimated" and est.energy_kwh == pytest.approx(1.0)
+    meas = acc.pass_interval(**kw, estimated_power_watts=2000, measured_energy_joules=1.8e6)
+    assert meas.energy_source == "Measured" and meas.energy_kwh == pytest.approx(0.5)
+    assert meas.scope2_g == pytest.approx(0.5 * 1.2 * 60)
+    # 4 GPUs x 275 kg x 0.5 h / (4 x 8760 h)
+    assert meas.embodied_g == pytest.approx(4 * 275e3 * 0.5 / 35040)
+    with pytest.raises(ValueError, match="neither"):
+        acc.pass_interval(**kw)

@@ -335,3 +335,50 @@ def advance_status(prev, interval: Interval):
         since=(prev.since if prev and prev.since else interval.start),
         updated=interval.end,
     )
+
+
+def pass_interval(
+    *,
+    start: datetime,
+    end: datetime,
+    region: str,
+    gpus_reserved: int,
+    embodied_kg_per_gpu: float,
+    lifetime_years: float,
+    pue: float,
+    intensity_g_per_kwh: float,
+    intensity_source: str,
+    output_tokens: float,
+    estimated_power_watts: float | None = None,
+    measured_energy_joules: float | None = None,
+) -> Interval:
+    """The interval one reconcile pass accounts for, from what the reconciler has at hand.
+
+    Energy: the measured joules over the interval (DCGM ``DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION`` or
+    Kepler ``kepler_pod_gpu_joules_total`` increase) when known, labelled Measured; else the planner's
+    predicted IT power x duration, labelled Estimated. Unknown energy with no estimate is an error (never
+    silently 0). Embodied: the catalog's kgCO2e per GPU (server share included) and lifetime, so one
+    GPU is the resource unit (``total`` = 1, ``reserved`` = GPUs).
+    """
+    seconds = (end - start).total_seconds()
+    if measured_energy_joules is not None:
+        kwh, source = joules_to_kwh(measured_energy_joules), "Measured"
+    elif estimated_power_watts is not None:
+        kwh, source = energy_kwh(estimated_power_watts, seconds), "Estimated"
+    else:
+        raise ValueError("neither measured energy nor an estimated power is known for this interval")
+    return make_interval(
+        start=start,
+        end=end,
+        region=region,
+        energy_kwh=kwh,
+        energy_source=source,
+        pue=pue,
+        intensity_g_per_kwh=intensity_g_per_kwh,
+        intensity_source=intensity_source,
+        gpus_reserved=gpus_reserved,
+        embodied_kgco2e=embodied_kg_per_gpu,
+        gpus_per_server=1,
+        lifetime_hours=lifetime_years * 8760.0,
+        output_tokens=output_tokens,
+    )
