@@ -157,3 +157,20 @@ def test_minute_attainment_counts_requests_in_minutes_over_capacity():
     assert simulator.minute_attainment(sc, run) == pytest.approx(1.0)
     mult[:30] = 5.0
     assert simulator.minute_attainment(sc, run) == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("load", [100.0, 500.0, 1500.0, 3000.0])
+def test_bench_evaluation_equals_the_planners_own_prediction(load):
+    """The bench re-evaluates placements at the arriving load with planning.capacity; at the load the
+    planner planned for, its numbers must be the planner's own (guards the few lines it mirrors)."""
+    sc = scenario()
+    model, planner = simulator.Model(sc), simulator.Planner(sc)
+    p = planner.plan(sc.spec, planner.observed(0, load, None), 0)
+    cands = [p.chosen, *p.alternatives]
+    assert len(cands) > 1
+    for c in cands:
+        ev = model.evaluate(c.variant, c.gpu_product, c.replicas, load)
+        assert ev.ttft_ms == pytest.approx(c.ttft_p95_ms)
+        assert ev.itl_ms == pytest.approx(c.itl_p95_ms)
+        assert ev.power_w == pytest.approx(c.power_watts)
+        assert ev.slo_met  # the planner only offers candidates that meet the SLO at this load
