@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: venv system-deps cluster test demo crds lint clean chart lock audit
+.PHONY: venv system-deps cluster test demo crds lint clean chart lock audit bench
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -19,6 +19,9 @@ cluster:              ## build (or reuse from cache) the local control plane bin
 
 test: venv system-deps cluster   ## the whole suite: unit, adapter and e2e against the local control plane
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: venv          ## replay benchmark on ../shared/data (a year, 6 regions): numbers, timings, docs/benchmark.png
+	$(PY) benchmarks/bench_replay.py --plot docs/benchmark.png
 
 demo: venv cluster    ## local simulated GPU cluster + operator + a sample GreenModel, live in the terminal
 	$(VENV)/bin/greenmodel demo
