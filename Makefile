@@ -32,7 +32,7 @@ crds: venv            ## regenerate crds/ from the pydantic models
 CHART := charts/greenmodel-operator
 chart: venv           ## sync the Helm chart with the sources: CRDs from crds/, values schema from settings.py, default catalog
 	cp crds/*.yaml $(CHART)/crds/
-	cp examples/modelcatalog-default.yaml $(CHART)/files/modelcatalog-default.yaml
+	cp examples/catalog.yaml $(CHART)/files/modelcatalog-default.yaml
 	$(PY) $(CHART)/hack/gen_schema.py
 	$(PY) $(CHART)/hack/gen_dashboard.py
 

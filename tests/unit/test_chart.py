@@ -120,9 +120,9 @@ def test_chart_crds_equal_repo_crds():
 
 
 def test_chart_default_catalog_equals_example():
-    example = ROOT / "examples/modelcatalog-default.yaml"
+    example = ROOT / "examples/catalog.yaml"
     if not example.exists():
-        pytest.skip("examples/modelcatalog-default.yaml not written yet")
+        pytest.skip("examples/catalog.yaml not written yet")
     assert (CHART / "files/modelcatalog-default.yaml").read_bytes() == example.read_bytes(), "run `make chart`"
 
 

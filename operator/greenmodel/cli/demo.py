@@ -299,7 +299,7 @@ def _run(args, screen: Screen, work: Path, cleanups, stop: threading.Event, base
     kubectl(env, "apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
     for crd in ("greenmodels.greenmodel.dev", "modelcatalogs.greenmodel.dev"):
         kubectl(env, "wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")
-    kubectl(env, "apply", "--server-side", "--force-conflicts", "-f", str(REPO / "examples" / "modelcatalog-default.yaml"))
+    kubectl(env, "apply", "--server-side", "--force-conflicts", "-f", str(REPO / "examples" / "catalog.yaml"))
     screen.say("installed CRDs and the default ModelCatalog")
 
     # The carbon data: recorded 2022 intensity, served over the real Electricity Maps v3 wire format.
@@ -310,7 +310,7 @@ def _run(args, screen: Screen, work: Path, cleanups, stop: threading.Event, base
     config_path = work / "operator-config.yaml"
     config_path.write_text(yaml.safe_dump(operator_config(server.url)))
     metrics_port = free_port()
-    op_env = {**env, "GREENMODEL_DEMO_TOKEN": "demo-token"}
+    op_env = {**env, "GREENMODEL_DEMO_TOKEN": DEMO_TOKEN}
     op_log = work / "operator.log"
     log_file = open(op_log, "wb")
     operator = subprocess.Popen(
@@ -398,6 +398,15 @@ def operator_config(server_url: str) -> dict:
     return cfg
 
 
+DEMO_TOKEN = "demo-token"
+
+
 def start_replay_server(start: str, speed: float):
-    """The signals engineer's Electricity Maps replay server over ../shared/data/grid (2022 hourly)."""
-    raise DemoError("carbon replay server not available yet")
+    """The Electricity Maps v3 replay server of greenmodel.testing over the packaged 2022 hourly record
+    (Electricity Maps, ODbL). Returns the server (``.url``, ``.stop()``) and a grid-clock formatter."""
+    from greenmodel.testing.electricitymaps import ElectricityMapsServer
+    from greenmodel.testing.replay import GridReplay
+
+    replay = GridReplay(tuple(REGIONS.values()), start=start, hours_per_second=speed)
+    server = ElectricityMapsServer(replay, token=DEMO_TOKEN).start()
+    return server, lambda: replay.grid_time().strftime("%Y-%m-%d %H:00 UTC")
