@@ -227,7 +227,7 @@ def release(tools, crds, operator_ns):
     # A catalog another test (or the session) already applied cannot be adopted by Helm ("invalid ownership
     # metadata"); then install without it and leave it alone.
     catalog = next(d for d in yaml.safe_load_all((CHART / "files" / "modelcatalog-default.yaml").read_text()) if d)
-    if tools.kubectl("get", "modelcatalog", catalog["metadata"]["name"], check=False).returncode == 0:
+    if tools.kubectl("get", "modelcatalogs.greenmodel.dev", catalog["metadata"]["name"], check=False).returncode == 0:
         extra += ["--set", "defaultCatalog.enabled=false"]
     tools.timed("install --wait", tools.helm_, "install", RELEASE, str(CHART), "-n", operator_ns,
                 "--wait", "--timeout", "180s", *extra, timeout=240)
@@ -243,7 +243,7 @@ def test_install_admits_pod_under_restricted_pss(tools, release):
     labels = tools.get("namespace", ns)["metadata"]["labels"]
     assert labels["pod-security.kubernetes.io/enforce"] == "restricted"
     # The default catalog came with the chart.
-    assert tools.get("modelcatalogs")["items"], "default ModelCatalog not installed"
+    assert tools.get("modelcatalogs.greenmodel.dev")["items"], "default ModelCatalog not installed"
 
 
 def test_restricted_namespace_rejects_a_weakened_pod(tools, release):
@@ -301,7 +301,7 @@ def test_operator_does_its_job_with_the_chart_service_account(tools, release, te
         TIMINGS["sa operator: apply -> Deployment"] = round(time.monotonic() - t0, 2)
 
         def ready():
-            obj = tools.get("greenmodel", name, "-n", tenant_ns)
+            obj = tools.get("greenmodels.greenmodel.dev", name, "-n", tenant_ns)
             conds = {c["type"]: c["status"] for c in (obj.get("status") or {}).get("conditions") or []}
             return conds.get("Ready") == "True" and obj["status"].get("observedGeneration") == obj["metadata"]["generation"]
 

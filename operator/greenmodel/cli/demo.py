@@ -349,7 +349,7 @@ def _run(args, screen: Screen, work: Path, cleanups, stop: threading.Event, base
         if operator.poll() is not None:
             raise DemoError(f"the operator exited ({operator.returncode}); last lines:\n"
                             + "\n".join(op_log.read_text(errors="replace").splitlines()[-20:]))
-        gm_obj = json.loads(kubectl(env, "get", "greenmodel", name, "-n", NAMESPACE, "-o", "json", check=False) or "{}")
+        gm_obj = json.loads(kubectl(env, "get", "greenmodels.greenmodel.dev", name, "-n", NAMESPACE, "-o", "json", check=False) or "{}")
         sel = f"app.kubernetes.io/instance={name},app.kubernetes.io/managed-by=greenmodel-operator"
         pods = json.loads(kubectl(env, "get", "pods", "-n", NAMESPACE, "-l", sel, "-o", "json"))["items"]
         node_map = {n["metadata"]["name"]: n for n in nodes}
