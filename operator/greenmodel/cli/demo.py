@@ -1,6 +1,6 @@
 """`greenmodel demo`: the whole story on one machine, live in the terminal.
 
-    greenmodel demo [--duration SECONDS] [--speed HOURS_PER_SECOND] [--start 2022-03-01T00:00] [--keep]
+    greenmodel demo [--duration SECONDS] [--speed HOURS_PER_SECOND] [--start 2022-10-06T18:00] [--keep]
 
 1. brings up the local simulated GPU cluster (`e2e/cluster.sh up`; the control plane is built from
    source on first use, which takes minutes: a progress indicator shows it is alive);
@@ -39,7 +39,12 @@ REPO = Path(__file__).resolve().parents[3]
 NAMESPACE = "greenmodel-demo"
 # Region -> grid zone of the local topology (CONVENTIONS: fixed for the whole project).
 REGIONS = {"europe-west2": "GB", "europe-west3": "DE", "europe-west9": "FR", "europe-central2": "PL"}
-DEFAULT_START = "2022-03-07T00:00"  # a week with a clear GB/DE/FR/PL spread and windy nights in GB/DE
+# France's nuclear grid is the cleanest of the four in 8,740 of 2022's 8,760 hours. On the night of 6-7 October
+# a windy Britain beat it by 10-19% for about five hours (GB 87-103 vs FR 103-115 gCO2e/kWh, lifecycle): the
+# demo starts six grid hours before, so it shows a placement in FR, the move to GB and the move back.
+DEFAULT_START = "2022-10-06T18:00"
+# Grid hours pass in seconds here, so the GreenModel's dwell time (30 min in the example) is shortened.
+DEMO_DWELL_SECONDS = 6
 
 
 def register(subparsers) -> None:
@@ -188,16 +193,18 @@ def describe_decision(gm: dict) -> list[str]:
     ready = _cond(gm, "Ready")
     lines = [f"GreenModel {gm['metadata'].get('namespace')}/{gm['metadata']['name']}: "
              f"Ready={ready.get('status', '?')} ({ready.get('reason', 'waiting for the operator')})"]
-    placement = status.get("placement") or status.get("current") or {}
-    if isinstance(placement, dict) and placement:
-        parts = []
-        for key in ("variant", "region", "gpuProduct", "replicas"):
-            if placement.get(key) is not None:
-                parts.append(f"{key}={placement[key]}")
-        for key, value in placement.items():
-            if key not in ("variant", "region", "gpuProduct", "replicas") and isinstance(value, (int, float, str)):
-                parts.append(f"{key}={value}")
-        lines.append("  decision: " + ", ".join(parts))
+    if status.get("variant"):
+        predicted = status.get("predicted") or {}
+        grams = predicted.get("gramsPerMillionTokens")
+        intensity = (status.get("intensity") or {}).get("gramsPerKilowattHour")
+        lines.append(
+            f"  decision: {status['variant']} on {status.get('gpuProduct', '?')} in {status.get('region', '?')}, "
+            f"{status.get('readyReplicas', 0)}/{status.get('replicas', '?')} ready"
+            + (f", {grams:.1f} gCO2e per million tokens" if grams is not None else "")
+            + (f" at {intensity:.0f} g/kWh" if isinstance(intensity, (int, float)) else ""))
+    decision = status.get("decision") or {}
+    if decision.get("message"):
+        lines.append(f"  why: {decision.get('reason', '')}: {decision['message']}"[:220])
     elif ready.get("message"):
         lines.append("  " + ready["message"])
     for c in (status.get("conditions") or []):
@@ -220,6 +227,17 @@ def describe_pods(pods: list[dict], nodes: dict[str, dict]) -> list[str]:
             phase = "Terminating"
         lines.append(f"  {p['metadata']['name']:<48} {phase:<11} {node:<24} {region:<16} {gpu}")
     return lines
+
+
+def grid_line(intensity: dict[str, float], chosen: set[str], grid_time: str) -> list[str]:
+    """The grid on one line (plain output)."""
+    parts = []
+    for region, zone in REGIONS.items():
+        value = intensity.get(region)
+        parts.append(f"{zone} {value:.0f}" if value is not None else f"{zone} ?")
+        if region in chosen:
+            parts[-1] += "*"
+    return [f"grid {grid_time}: " + ", ".join(parts) + "  (gCO2e/kWh; * = serving)"]
 
 
 def describe_grid(intensity: dict[str, float], chosen: set[str], grid_time: str) -> list[str]:
@@ -307,6 +325,15 @@ def _run(args, screen: Screen, work: Path, cleanups, stop: threading.Event, base
     cleanups.append(("carbon replay server", server.stop))
     screen.say(f"carbon replay server on {server.url} (2022 record from {args.start}, {args.speed:g} h/s)")
 
+    deadline = time.monotonic() + 120  # a previous run's namespace may still be terminating
+    while kubectl(env, "get", "namespace", NAMESPACE, "-o", "jsonpath={.status.phase}", check=False) == "Terminating":
+        if time.monotonic() > deadline:
+            raise DemoError(f"namespace {NAMESPACE} from an earlier run is still terminating")
+        time.sleep(1)
+    kubectl(env, "create", "namespace", NAMESPACE, check=False)
+    if not args.keep:  # registered before the operator, so it runs after the operator has stopped
+        cleanups.append((f"namespace {NAMESPACE}", lambda: kubectl(env, "delete", "namespace", NAMESPACE,
+                                                                     "--wait=false", check=False)))
     config_path = work / "operator-config.yaml"
     config_path.write_text(yaml.safe_dump(operator_config(server.url)))
     metrics_port = free_port()
@@ -330,12 +357,9 @@ def _run(args, screen: Screen, work: Path, cleanups, stop: threading.Event, base
     cleanups.append(("operator", stop_operator))
     screen.say(f"operator started (pid {operator.pid}, log {op_log})")
 
-    kubectl(env, "create", "namespace", NAMESPACE, check=False)
-    if not args.keep:
-        cleanups.append((f"namespace {NAMESPACE}", lambda: kubectl(env, "delete", "namespace", NAMESPACE,
-                                                                     "--wait=false", check=False)))
     gm = yaml.safe_load((REPO / "examples" / "greenmodel.yaml").read_text())
     gm["metadata"]["namespace"] = NAMESPACE
+    gm["spec"].setdefault("hysteresis", {})["minDwellSeconds"] = DEMO_DWELL_SECONDS
     name = gm["metadata"]["name"]
     kubectl(env, "apply", "-f", "-", input=json.dumps(gm))
     screen.say(f"applied examples/greenmodel.yaml as {NAMESPACE}/{name}; watching (setup took {time.monotonic() - t_start:.0f}s)")
@@ -344,7 +368,6 @@ def _run(args, screen: Screen, work: Path, cleanups, stop: threading.Event, base
     seen_events: set[str] = set()
     event_lines: list[str] = []
     switches = 0
-    last_regions: set[str] = set()
     while not stop.is_set() and (deadline is None or time.monotonic() < deadline):
         if operator.poll() is not None:
             raise DemoError(f"the operator exited ({operator.returncode}); last lines:\n"
@@ -357,26 +380,27 @@ def _run(args, screen: Screen, work: Path, cleanups, stop: threading.Event, base
                    .get("labels", {}).get("topology.kubernetes.io/region") for p in pods
                    if (p.get("status") or {}).get("phase") == "Running" and not p["metadata"].get("deletionTimestamp")}
         regions.discard(None)
-        if last_regions and regions and regions != last_regions and not (regions & last_regions):
-            switches += 1
-        if regions:
-            last_regions = regions
         events = json.loads(kubectl(env, "get", "events", "-n", NAMESPACE, "-o", "json"))["items"]
+        new_events: list[str] = []
         for ev in sorted(events, key=lambda e: e.get("lastTimestamp") or e.get("eventTime") or ""):
             uid = ev["metadata"]["uid"] + str(ev.get("count", 1))
             if uid in seen_events or ev.get("source", {}).get("component") not in (None, "", "greenmodel-operator") \
                     and ev.get("reportingComponent") != "greenmodel-operator":
                 continue
             seen_events.add(uid)
-            event_lines.append(f"  {_fmt_age(ev.get('lastTimestamp') or ev.get('eventTime'))} {ev.get('type', '')[:7]:<7} "
+            if ev.get("reason") == "RegionSwitched":
+                switches += 1
+            new_events.append(f"  {_fmt_age(ev.get('lastTimestamp') or ev.get('eventTime'))} {ev.get('type', '')[:7]:<7} "
                                f"{ev.get('reason', ''):<18} {ev.get('message', '')[:140]}")
+        event_lines.extend(new_events)
         intensity = read_metrics(metrics_port) or {}
         screen.frame([
-            ("grid", describe_grid(intensity, regions, grid_clock())),
+            ("grid", (grid_line if screen.plain else describe_grid)(intensity, regions, grid_clock())),
             ("decision", describe_decision(gm_obj) if gm_obj else ["GreenModel: not found"]),
             ("pods", describe_pods(pods, node_map)),
-            ("events", ["Events (newest last):"] + event_lines[-8:]),
-        ])
+        ] + ([("events", ["Events (newest last):"] + event_lines[-8:])] if not screen.plain else []))
+        for line in new_events if screen.plain else []:
+            screen.say("event" + line[1:])
         stop.wait(1.0)
     screen.say(f"demo finished: {switches} region switch(es) seen, {len(event_lines)} operator events")
     return 0
