@@ -143,12 +143,16 @@ class ModelSelector(_Model):
 
 
 class QualityFloor(_Model):
+    """Quality floor: only variants whose catalog score on `benchmark` is at least `minScore` may be chosen."""
+
     benchmark: Annotated[str, Field(min_length=1, max_length=32, pattern=r"^[A-Za-z][A-Za-z0-9_.-]*$",
                                     description="Benchmark name as in the catalog's `quality` map, e.g. `MMLU`.")]
     min_score: Annotated[float, Field(ge=0, le=100, description="Minimum score (0-100) a variant must have.")]
 
 
 class LatencySLO(_Model):
+    """Latency SLO the planned replicas must meet at the expected load (p95, milliseconds)."""
+
     ttft_p95_milliseconds: Annotated[int, Field(ge=1, le=600_000,
                                                 description="p95 time to first token, milliseconds.")] = 2000
     inter_token_p95_milliseconds: Annotated[int, Field(ge=1, le=10_000,
@@ -156,6 +160,8 @@ class LatencySLO(_Model):
 
 
 class CarbonSLO(_Model):
+    """Carbon objective: grams CO2e per million output tokens, and an optional daily budget."""
+
     max_grams_per_million_tokens: Annotated[
         float | None, Field(gt=0, description="Target gCO2e per million output tokens (Scope 2 + embodied). "
                                               "Candidates above it are ranked after those below it.")] = None
@@ -166,10 +172,11 @@ class CarbonSLO(_Model):
 class LoadPrior(_Model):
     """Expected load, used until live serving metrics exist (and when they go missing)."""
 
-    output_tokens_per_second: Annotated[float | None, Field(ge=0)] = None
-    requests_per_second: Annotated[float | None, Field(ge=0)] = None
-    average_output_tokens: Annotated[int, Field(ge=1, le=1_000_000)] = 256
-    average_input_tokens: Annotated[int, Field(ge=0, le=10_000_000)] = 1024
+    output_tokens_per_second: Annotated[float | None, Field(ge=0, description="Expected output tokens per second.")] = None
+    requests_per_second: Annotated[float | None, Field(ge=0, description=(
+        "Expected requests per second (x averageOutputTokens gives tokens/s).") )] = None
+    average_output_tokens: Annotated[int, Field(ge=1, le=1_000_000, description="Mean output tokens per request.")] = 256
+    average_input_tokens: Annotated[int, Field(ge=0, le=10_000_000, description="Mean prompt tokens per request.")] = 1024
 
     def tokens_per_second(self) -> float:
         if self.output_tokens_per_second is not None:
@@ -189,6 +196,8 @@ def _check_unique(items: list[str] | None, name: str) -> None:
 
 
 class Placement(_Model):
+    """Where the model may run: allowed regions and GPU products (all known ones if unset)."""
+
     regions: Annotated[
         list[Annotated[str, Field(min_length=1, max_length=63, pattern=LABEL_VALUE)]] | None,
         Field(max_length=MAX_REGIONS, description="Allowed regions (`topology.kubernetes.io/region`); "
@@ -207,6 +216,8 @@ class Placement(_Model):
 
 
 class Hysteresis(_Model):
+    """When to move to a better variant/region/GPU: only if it is better by enough, and not too often."""
+
     min_improvement_percent: Annotated[float, Field(ge=0, le=100, description=(
         "Switch variant/region/GPU only if the best alternative scores at least this much better."))] = 10
     min_dwell_seconds: Annotated[int, Field(ge=0, le=7 * 86400, description=(
@@ -214,24 +225,33 @@ class Hysteresis(_Model):
 
 
 class MissingData(_Model):
+    """What to do when carbon data or serving metrics are missing: hold the last good values for a bounded
+    time, then fall back (never scale to zero)."""
+
     max_hold_seconds: Annotated[int, Field(ge=0, le=7 * 86400, description=(
         "Keep using the last good carbon reading / serving metrics for at most this long."))] = 3600
-    carbon_fallback: CarbonFallback = CarbonFallback.STATIC_INTENSITY
+    carbon_fallback: CarbonFallback = Field(default=CarbonFallback.STATIC_INTENSITY, description=(
+        "After maxHoldSeconds without data: StaticIntensity (the region's configured annual mean) or "
+        "ExcludeRegion."))
 
 
 class GreenModelSpec(_Model):
+    """What a team wants served; the operator chooses variant, region, GPU product and replicas."""
+
     model: ModelSelector
     quality: QualityFloor | None = None
     latency: LatencySLO = Field(default_factory=LatencySLO)
     carbon: CarbonSLO = Field(default_factory=CarbonSLO)
     load: LoadPrior = Field(default_factory=LoadPrior)
     placement: Placement = Field(default_factory=Placement)
-    min_replicas: Annotated[int, Field(ge=1, le=1000)] = 1
-    max_replicas: Annotated[int, Field(ge=1, le=1000)] = 8
-    policy: Policy = Policy.BALANCED
+    min_replicas: Annotated[int, Field(ge=1, le=1000, description="Fewest serving replicas.")] = 1
+    max_replicas: Annotated[int, Field(ge=1, le=1000, description=(
+        "Most serving replicas; if the SLO needs more, Ready=False says how many."))] = 8
+    policy: Policy = Field(default=Policy.BALANCED, description=(
+        "How to rank feasible placements: LatencyFirst, Balanced (grams x (1 + latency/SLO)) or CarbonFirst."))
     hysteresis: Hysteresis = Field(default_factory=Hysteresis)
     missing_data: MissingData = Field(default_factory=MissingData)
-    suspend: bool = False
+    suspend: bool = Field(default=False, description="Stop reconciling; the current children are left as they are.")
 
     @model_validator(mode="after")
     def _check(self) -> "GreenModelSpec":
