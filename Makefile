@@ -26,8 +26,9 @@ bench: venv          ## replay benchmark on ../shared/data (a year, 6 regions): 
 demo: venv cluster    ## local simulated GPU cluster + operator + a sample GreenModel, live in the terminal
 	$(VENV)/bin/greenmodel demo
 
-crds: venv            ## regenerate crds/ from the pydantic models
+crds: venv            ## regenerate crds/ from the pydantic models (and the chart's copy)
 	$(PY) -m greenmodel.api.crdgen --write
+	cp crds/*.yaml charts/greenmodel-operator/crds/
 
 CHART := charts/greenmodel-operator
 chart: venv           ## sync the Helm chart with the sources: CRDs from crds/, values schema from settings.py, default catalog

@@ -31,10 +31,15 @@ def test_decision_lines_from_status():
     gm = {"metadata": {"name": "chat", "namespace": "greenmodel-demo"},
           "status": {"conditions": [{"type": "Ready", "status": "True", "reason": "Placed", "message": "ok"},
                                     {"type": "CarbonDataAvailable", "status": "False", "reason": "Stale", "message": "old"}],
-                     "placement": {"variant": "llama-3.1-8b-fp8", "region": "europe-west9", "replicas": 2}}}
+                     "variant": "llama-3.1-8b-fp8", "region": "europe-west9", "gpuProduct": "NVIDIA-L4",
+                     "replicas": 2, "readyReplicas": 1, "predicted": {"gramsPerMillionTokens": 9.61},
+                     "intensity": {"gramsPerKilowattHour": 113.2, "zone": "FR", "source": "electricitymaps"},
+                     "decision": {"reason": "Placed", "message": "cheapest at the SLO"}}}
     lines = demo.describe_decision(gm)
     assert lines[0] == "GreenModel greenmodel-demo/chat: Ready=True (Placed)"
-    assert "variant=llama-3.1-8b-fp8" in lines[1] and "region=europe-west9" in lines[1]
+    assert lines[1] == ("  decision: llama-3.1-8b-fp8 on NVIDIA-L4 in europe-west9, 1/2 ready, "
+                        "9.6 gCO2e per million tokens at 113 g/kWh")
+    assert lines[2] == "  why: Placed: cheapest at the SLO"
     assert any("CarbonDataAvailable=False" in l for l in lines)
 
 
