@@ -28,6 +28,8 @@ def crds(cluster):
     cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", str(REPO / "crds"))
     for name in ("greenmodels.greenmodel.dev", "modelcatalogs.greenmodel.dev"):
         cluster.kubectl("wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s")
+    # kubectl caches discovery on disk: refresh it, so names/categories changed by a new CRD are seen
+    cluster.kubectl("api-resources", "--api-group=greenmodel.dev")
     # discovery can lag Established by a moment
     deadline = time.monotonic() + 30
     while cluster.kubectl("get", "greenmodels", "-A", check=False).returncode != 0:
@@ -75,8 +77,10 @@ def test_example_and_default_catalog_are_accepted_and_defaulted(crds, namespace)
     header = out.splitlines()[0].split()
     for col in ("NAME", "READY", "VARIANT", "REGION", "REPLICAS", "GCO2E/MTOK", "AGE"):
         assert col in header, out
-    assert "minimal" in crds.kubectl("get", "greenmodel", "-n", namespace).stdout  # category lookup below
-    assert "minimal" in crds.kubectl("get", "greenmodel.greenmodel.dev", "-n", namespace).stdout
+    assert "minimal" in crds.kubectl("get", "greenmodel", "-n", namespace).stdout
+    # the category lists both kinds (it must not shadow the singular name `greenmodel`)
+    out = crds.kubectl("get", "green", "-A").stdout
+    assert "greenmodel.greenmodel.dev/minimal" in out and "modelcatalog.greenmodel.dev/default" in out
 
 
 def test_status_subresource_is_separate_from_spec(crds, namespace):

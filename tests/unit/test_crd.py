@@ -57,7 +57,7 @@ def test_greenmodel_crd_shape():
     crd = yaml.safe_load(FILES["greenmodel.dev_greenmodels.yaml"])
     spec = crd["spec"]
     assert spec["group"] == "greenmodel.dev" and spec["scope"] == "Namespaced"
-    assert spec["names"]["shortNames"] == ["gm"] and "greenmodel" in spec["names"]["categories"]
+    assert spec["names"]["shortNames"] == ["gm"] and spec["names"]["categories"] == ["green"]
     v = spec["versions"][0]
     assert v["name"] == "v1alpha1" and v["subresources"] == {"status": {}}
     cols = [c["name"] for c in v["additionalPrinterColumns"]]

@@ -187,7 +187,7 @@ def _kind_schema(kind: str) -> dict[str, Any]:
 def crd(kind: str) -> dict[str, Any]:
     if kind == "GreenModel":
         names = {"kind": "GreenModel", "listKind": "GreenModelList", "plural": "greenmodels",
-                 "singular": "greenmodel", "shortNames": ["gm"], "categories": ["greenmodel"]}
+                 "singular": "greenmodel", "shortNames": ["gm"], "categories": ["green"]}
         scope = "Namespaced"
         columns = [
             {"name": "Ready", "type": "string", "jsonPath": '.status.conditions[?(@.type=="Ready")].status'},
@@ -204,7 +204,7 @@ def crd(kind: str) -> dict[str, Any]:
         subresources: dict[str, Any] = {"status": {}}
     else:
         names = {"kind": "ModelCatalog", "listKind": "ModelCatalogList", "plural": "modelcatalogs",
-                 "singular": "modelcatalog", "shortNames": ["mcat"], "categories": ["greenmodel"]}
+                 "singular": "modelcatalog", "shortNames": ["mcat"], "categories": ["green"]}
         scope = "Cluster"
         columns = [{"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}]
         subresources = {}
