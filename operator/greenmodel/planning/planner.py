@@ -91,7 +91,7 @@ def _resolve_intensity(spec: GreenModelSpec, region: str, obs, now: datetime) ->
     if r is not None and r.grams_per_kwh is not None and math.isfinite(r.grams_per_kwh) and r.grams_per_kwh >= 0:
         age = (now - r.timestamp).total_seconds() if r.timestamp is not None else 0.0
         if age <= hold:
-            if age > FRESH_SECONDS and r.kind != "Forecast":
+            if age > FRESH_SECONDS and r.kind.lower() != "forecast":
                 return replace(r, kind="Held"), ""
             return r, ""
         why = f"last reading is {age:.0f}s old, older than maxHoldSeconds {hold}"
