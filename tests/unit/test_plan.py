@@ -352,3 +352,30 @@ def test_plan_to_status_is_valid_status_and_bounded():
     assert parsed.intensity.grams_per_kilowatt_hour == 35
     assert 0 < len(parsed.alternatives) <= MAX_ALTERNATIVES
     assert {a.reason for a in parsed.alternatives} >= {"HigherScore", "BelowQualityFloor"}
+
+
+def test_planning_is_pure_no_io_no_clock():
+    """planning/ imports only the standard library, greenmodel.api and itself, and never reads the clock
+    or opens files (the import-linter contract in pyproject.toml checks the same from the other side)."""
+    import ast
+    import sys
+
+    pkg = ROOT / "operator" / "greenmodel" / "planning"
+    for path in pkg.glob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                mods = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                mods = [node.module or ""]
+            else:
+                mods = []
+            for m in mods:
+                top = m.split(".")[0]
+                assert top in sys.stdlib_module_names or m.startswith(("greenmodel.api", "greenmodel.planning")), \
+                    f"{path.name} imports {m}"
+                assert top not in ("socket", "subprocess", "urllib", "http", "os", "time"), f"{path.name}: {m}"
+            if isinstance(node, ast.Attribute) and node.attr in ("now", "utcnow", "today", "time", "perf_counter"):
+                assert False, f"{path.name}:{node.lineno} reads the clock ({node.attr})"
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "open":
+                assert False, f"{path.name}:{node.lineno} opens a file"
