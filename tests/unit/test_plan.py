@@ -236,6 +236,16 @@ def test_latency_first_prefers_faster_variant_carbon_first_the_cleaner():
     assert plan(spec(policy="CarbonFirst"), cat, o, NOW).chosen.variant == "frugal"
 
 
+def test_ties_are_broken_by_latency_headroom():
+    # Zero load: both variants burn exactly their idle power, so grams tie; the faster one has more headroom.
+    slow = variant("slow", profiles=[profile(points=[(8, 1000.0, 40.0, 400.0)])])
+    fast = variant("fast", profiles=[profile(points=[(8, 1000.0, 10.0, 400.0)])])
+    for order in ((slow, fast), (fast, slow)):
+        p = plan(spec(load={"outputTokensPerSecond": 0.0}), catalog(*order), obs({"r": region(100)}), NOW)
+        assert p.chosen.grams_per_hour == p.alternatives[0].grams_per_hour
+        assert p.chosen.variant == "fast"
+
+
 def test_carbon_slo_ranks_meeting_candidates_first_and_warns_when_none_meets_it():
     p = plan(spec(carbon={"maxGramsPerMillionTokens": 0.001}), catalog(variant("a")), obs({"r": region(100)}), NOW)
     assert p.feasible and p.chosen.carbon_slo_met is False
