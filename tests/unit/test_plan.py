@@ -341,6 +341,13 @@ def test_current_placement_counts_its_own_gpus_as_available():
     assert p.feasible and p.chosen.region == "gb" and p.chosen.replicas == 2
 
 
+def test_gpus_freed_by_leaving_an_infeasible_current_variant_are_available_to_its_successor():
+    cat = catalog(variant("a", mmlu=60), variant("b", mmlu=80))
+    o = obs({"gb": region(100, free={H100: 0})}, current=_cur("gb", 10, "a", replicas=1))
+    p = plan(spec(quality={"benchmark": "MMLU", "minScore": 70}), cat, o, NOW)
+    assert p.feasible and p.chosen.variant == "b" and p.chosen.region == "gb"
+
+
 # ------------------------------------------------------------------------------------------------------
 # Status mapping
 # ------------------------------------------------------------------------------------------------------

@@ -162,7 +162,11 @@ def plan(spec: GreenModelSpec, catalog: ModelCatalogSpec, observed: Observed, no
     gpus = {g.product: g for g in catalog.gpus}
     pairs: list[_Pair] = []
     cur = observed.current
-    cur_gpr = 0
+    cur_gpr = 0  # GPUs per replica of the current placement (its GPUs count as available where it runs)
+    if cur is not None:
+        for v in catalog.variants:
+            if v.name == cur.variant:
+                cur_gpr = next((p.gpus_per_replica for p in v.profiles if p.gpu_product == cur.gpu_product), 0)
     for v in family:
         failed = False
         for check in policies.VARIANT_POLICIES:
@@ -201,8 +205,6 @@ def plan(spec: GreenModelSpec, catalog: ModelCatalogSpec, observed: Observed, no
                                    spec.min_replicas, spec.max_replicas, gpu.idle_watts * g)
             emb = gpu.embodied_kilograms * 1000.0 / (gpu.lifetime_years * HOURS_PER_YEAR)
             pairs.append(_Pair(v, prof, sizing, g, emb, table.batches[idx]))
-            if cur is not None and cur.variant == v.name and cur.gpu_product == product:
-                cur_gpr = g
 
     # --- region loop: carbon and free GPUs (the hot loop: keep it to arithmetic) ---------------
     policy = spec.policy
