@@ -276,19 +276,22 @@ def sa_kubeconfig(tools, release, path: Path) -> Path:
     return path
 
 
-def test_operator_does_its_job_with_the_chart_service_account(tools, release, tenant_ns, tmp_path):
+def operator_does_its_job(tools, release_ns: str, sa: str, release_name: str, tenant_ns: str, tmp_path: Path,
+                          namespaces: list[str], label: str) -> None:
+    """Run `greenmodel run` locally with only the chart ServiceAccount's token and the chart's rendered config;
+    apply the example GreenModel; expect children, Ready=True, an Event, and not one Forbidden in the log."""
     from test_reconciler_support import OperatorProcess
 
-    kubeconfig = sa_kubeconfig(tools, release, tmp_path / "sa.kubeconfig")
+    kubeconfig = sa_kubeconfig(tools, {"sa": sa, "namespace": release_ns}, tmp_path / f"{label}.kubeconfig")
     who = tools.run(tools.kubectl_bin, "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}",
                     env={**tools.env, "KUBECONFIG": str(kubeconfig)}).stdout
-    assert who == f"system:serviceaccount:{release['namespace']}:{release['sa']}"
+    assert who == f"system:serviceaccount:{release_ns}:{sa}"
     # The config the chart rendered, exactly as the pod would mount it.
-    cm = tools.get("configmap", f"{RELEASE}-greenmodel-operator-config", "-n", release["namespace"])
-    config = tmp_path / "config.yaml"
+    cm = tools.get("configmap", f"{release_name}-greenmodel-operator-config", "-n", release_ns)
+    config = tmp_path / f"{label}-config.yaml"
     config.write_text(cm["data"]["config.yaml"])
-    log = tmp_path / "operator.log"
-    op = OperatorProcess(str(kubeconfig), config, [], log)  # all namespaces, as the chart runs it
+    log = tmp_path / f"{label}-operator.log"
+    op = OperatorProcess(str(kubeconfig), config, namespaces, log)
     op.start()
     try:
         gm = yaml.safe_load((REPO / "examples" / "greenmodel.yaml").read_text())
@@ -298,7 +301,7 @@ def test_operator_does_its_job_with_the_chart_service_account(tools, release, te
         tools.kubectl("apply", "-f", "-", input=json.dumps(gm))
         sel = f"app.kubernetes.io/instance={name},app.kubernetes.io/managed-by=greenmodel-operator"
         wait_until(lambda: tools.get("deployments", "-n", tenant_ns, "-l", sel)["items"], 90, "child Deployment")
-        TIMINGS["sa operator: apply -> Deployment"] = round(time.monotonic() - t0, 2)
+        TIMINGS[f"{label}: apply -> Deployment"] = round(time.monotonic() - t0, 2)
 
         def ready():
             obj = tools.get("greenmodels.greenmodel.dev", name, "-n", tenant_ns)
@@ -306,7 +309,7 @@ def test_operator_does_its_job_with_the_chart_service_account(tools, release, te
             return conds.get("Ready") == "True" and obj["status"].get("observedGeneration") == obj["metadata"]["generation"]
 
         wait_until(ready, 180, "GreenModel Ready=True")
-        TIMINGS["sa operator: apply -> Ready"] = round(time.monotonic() - t0, 2)
+        TIMINGS[f"{label}: apply -> Ready"] = round(time.monotonic() - t0, 2)
         assert tools.get("services", "-n", tenant_ns, "-l", sel)["items"], "child Service"
         events = tools.get("events", "-n", tenant_ns, "--field-selector", f"involvedObject.name={name}")["items"]
         assert events, "the operator posted no Event (events create denied?)"
@@ -315,6 +318,37 @@ def test_operator_does_its_job_with_the_chart_service_account(tools, release, te
     text = log.read_text(errors="replace")
     forbidden = [line for line in text.splitlines() if "403" in line or "forbidden" in line.lower()]
     assert forbidden == [], "\n".join(forbidden[:20])
+
+
+def test_operator_does_its_job_with_the_chart_service_account(tools, release, tenant_ns, tmp_path):
+    # All namespaces, as the chart runs it by default (rbac.scope=cluster).
+    operator_does_its_job(tools, release["namespace"], release["sa"], RELEASE, tenant_ns, tmp_path, [], "sa operator")
+
+
+def test_namespaced_rbac_is_enough_for_a_namespaced_operator(tools, release, tmp_path):
+    """rbac.scope=namespace: Roles only in the watched namespace (plus the cluster-wide reads of nodes, pods and
+    catalogs); the operator started with --namespace does the same job under that ServiceAccount."""
+    ns = f"gm-nsscope-{uuid.uuid4().hex[:6]}"
+    tenant = f"gm-nstenant-{uuid.uuid4().hex[:6]}"
+    for n in (ns, tenant):
+        tools.kubectl("create", "namespace", n)
+    try:
+        tools.timed("install --wait (rbac.scope=namespace)", tools.helm_, "install", "gmns", str(CHART), "-n", ns,
+                    "--set", "rbac.scope=namespace", "--set", f"watchNamespaces={{{tenant}}}",
+                    "--set", "rbac.aggregateToTenantRoles=false", "--set", "defaultCatalog.enabled=false",
+                    "--wait", "--timeout", "180s", timeout=240)
+        roles = tools.get("roles", "-A", "-l", "app.kubernetes.io/instance=gmns")["items"]
+        assert [r["metadata"]["namespace"] for r in roles] == [tenant]
+        operator_does_its_job(tools, ns, "gmns-greenmodel-operator", "gmns", tenant, tmp_path, [tenant], "ns-scoped operator")
+        # Outside its namespaces it can do nothing namespaced but list pods.
+        sa = f"system:serviceaccount:{ns}:gmns-greenmodel-operator"
+        other = release["namespace"]
+        for verb, res in (("get", "greenmodels.greenmodel.dev"), ("patch", "deployments.apps"), ("create", "events")):
+            assert tools.kubectl("auth", "can-i", verb, res, "-n", other, f"--as={sa}", check=False).stdout.strip() == "no"
+    finally:
+        tools.helm_("uninstall", "gmns", "-n", ns, "--wait", check=False)
+        for n in (ns, tenant):
+            tools.kubectl("delete", "namespace", n, "--wait=false", check=False)
 
 
 # --------------------------------------------------------------------------------------- RBAC matrix
