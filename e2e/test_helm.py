@@ -276,6 +276,15 @@ def sa_kubeconfig(tools, release, path: Path) -> Path:
     return path
 
 
+def _health_module():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("health_lua", REPO / "tests" / "unit" / "test_health_lua.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def operator_does_its_job(tools, release_ns: str, sa: str, release_name: str, tenant_ns: str, tmp_path: Path,
                           namespaces: list[str], label: str) -> None:
     """Run `greenmodel run` locally with only the chart ServiceAccount's token and the chart's rendered config;
@@ -310,6 +319,12 @@ def operator_does_its_job(tools, release_ns: str, sa: str, release_name: str, te
 
         wait_until(ready, 180, "GreenModel Ready=True")
         TIMINGS[f"{label}: apply -> Ready"] = round(time.monotonic() - t0, 2)
+        # GitOps tools read the live object as intended: the Argo CD Lua check says Healthy, kstatus Current,
+        # and the conditions follow the contract the fixtures of tests/unit/test_health_lua.py assume.
+        health = _health_module()
+        live = tools.get("greenmodels.greenmodel.dev", name, "-n", tenant_ns)
+        assert health.argo_health(live)[0] == "Healthy"
+        assert health.kstatus_compute(live) == "Current" and health.follows_contract(live)
         assert tools.get("services", "-n", tenant_ns, "-l", sel)["items"], "child Service"
         events = tools.get("events", "-n", tenant_ns, "--field-selector", f"involvedObject.name={name}")["items"]
         assert events, "the operator posted no Event (events create denied?)"
