@@ -23,7 +23,7 @@ test: venv system-deps cluster   ## the whole suite: unit, adapter and e2e again
 bench: venv          ## replay benchmark on ../shared/data (a year, 6 regions): numbers, timings, docs/benchmark.png
 	$(PY) benchmarks/bench_replay.py --plot docs/benchmark.png
 
-demo: venv cluster    ## local simulated GPU cluster + operator + a sample GreenModel, live in the terminal
+demo: venv            ## local simulated GPU cluster (built on first use, with a progress indicator) + operator + a sample GreenModel, live
 	$(VENV)/bin/greenmodel demo
 
 crds: venv            ## regenerate crds/ from the pydantic models (and the chart's copy)
