@@ -49,3 +49,16 @@ def test_pod_lines_show_node_region():
     pods = [{"metadata": {"name": "chat-abc"}, "spec": {"nodeName": "gpu-fr-1"}, "status": {"phase": "Running"}}]
     (header, line) = demo.describe_pods(pods, nodes)
     assert "europe-west9" in line and "NVIDIA-L4" in line and "Running" in line
+
+
+def test_progress_runner_reports_success_and_failure(tmp_path, capsys):
+    import pytest
+
+    screen = demo.Screen(plain=True)
+    demo.with_progress("fake build", ["bash", "-c", "echo compiling; sleep 0.3; echo linked"], {"PATH": "/usr/bin:/bin"},
+                       tmp_path / "ok.log", screen)
+    assert "fake build: done in" in capsys.readouterr().out
+    with pytest.raises(demo.DemoError) as err:
+        demo.with_progress("fake build", ["bash", "-c", "echo step one; echo boom >&2; exit 3"], {"PATH": "/usr/bin:/bin"},
+                           tmp_path / "bad.log", screen)
+    assert "exit 3" in str(err.value) and "boom" in str(err.value)
