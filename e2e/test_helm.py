@@ -184,6 +184,15 @@ def test_rendered_deployment_and_config(tools):
     settings = Settings.model_validate(yaml.safe_load(cm["data"]["config.yaml"]))
     assert settings.zone_for_region("europe-west9") == "FR"
     assert "--config=/etc/greenmodel/config.yaml" in ctr["args"] and "--all-namespaces" in ctr["args"]
+    # The image's ENTRYPOINT is `greenmodel run`: the chart's args must be what that command accepts, and the
+    # probes must hit the port it serves /healthz on.
+    from greenmodel.cli.main import build_parser
+
+    parsed = build_parser().parse_args(["run", *ctr["args"]])
+    assert parsed.config == "/etc/greenmodel/config.yaml" and parsed.metrics_address == "0.0.0.0"
+    ports = {p["name"]: p["containerPort"] for p in ctr["ports"]}
+    assert parsed.metrics_port == ports["metrics"] and parsed.health_port == ports["health"]
+    assert ctr["livenessProbe"]["httpGet"]["port"] == "health" and ctr["readinessProbe"]["httpGet"]["port"] == "health"
     # Optional parts are off by default.
     assert not {"ServiceMonitor", "PrometheusRule"} & set(by_kind)
 
