@@ -120,6 +120,9 @@ def operator_ns(tools):
 def tenant_ns(tools):
     ns = f"gm-tenant-{uuid.uuid4().hex[:6]}"
     tools.kubectl("create", "namespace", ns)
+    # The serving pods the operator generates must be admitted under the restricted standard as well.
+    tools.kubectl("label", "namespace", ns, "pod-security.kubernetes.io/enforce=restricted",
+                  "pod-security.kubernetes.io/enforce-version=latest")
     yield ns
     tools.kubectl("delete", "namespace", ns, "--wait=false", check=False)
 
@@ -328,6 +331,9 @@ def operator_does_its_job(tools, release_ns: str, sa: str, release_name: str, te
 
         wait_until(ready, 180, "GreenModel Ready=True")
         TIMINGS[f"{label}: apply -> Ready"] = round(time.monotonic() - t0, 2)
+        pods = tools.get("pods", "-n", tenant_ns, "-l", sel)["items"]
+        assert pods and all(p["status"]["phase"] == "Running" for p in pods), "serving pods admitted and running"
+        assert tools.get("namespace", tenant_ns)["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"
         # GitOps tools read the live object as intended: the Argo CD Lua check says Healthy, kstatus Current,
         # and the conditions follow the contract the fixtures of tests/unit/test_health_lua.py assume.
         health = _health_module()
@@ -356,6 +362,7 @@ def test_namespaced_rbac_is_enough_for_a_namespaced_operator(tools, release, tmp
     tenant = f"gm-nstenant-{uuid.uuid4().hex[:6]}"
     for n in (ns, tenant):
         tools.kubectl("create", "namespace", n)
+        tools.kubectl("label", "namespace", n, "pod-security.kubernetes.io/enforce=restricted")
     try:
         tools.timed("install --wait (rbac.scope=namespace)", tools.helm_, "install", "gmns", str(CHART), "-n", ns,
                     "--set", "rbac.scope=namespace", "--set", f"watchNamespaces={{{tenant}}}",
