@@ -153,10 +153,10 @@ class ReadyPodWatcher(threading.Thread):
         self.period = period
         self.samples: list[tuple[float, int]] = []
         self.errors = 0
-        self._stop = threading.Event()
+        self._halt = threading.Event()
 
     def run(self) -> None:
-        while not self._stop.is_set():
+        while not self._halt.is_set():
             try:
                 pods = self.list_pods()
                 ready = sum(1 for p in pods if not p["metadata"].get("deletionTimestamp")
@@ -166,8 +166,8 @@ class ReadyPodWatcher(threading.Thread):
                 self.samples.append((time.monotonic(), ready))
             except Exception:  # noqa: BLE001
                 self.errors += 1
-            self._stop.wait(self.period)
+            self._halt.wait(self.period)
 
     def stop(self) -> None:
-        self._stop.set()
+        self._halt.set()
         self.join(timeout=10)

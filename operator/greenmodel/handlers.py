@@ -341,8 +341,10 @@ async def serve(rt: Runtime, *, namespaces: list[str], clusterwide: bool,
     try:
         done, _ = await asyncio.wait([kopf_task, *others], return_when=asyncio.FIRST_COMPLETED)
         for t in done:
-            if t.exception() is not None and t is not kopf_task:
+            if t is not kopf_task and not t.cancelled() and t.exception() is not None:
                 log.error("background task %s failed: %s", t.get_name(), t.exception())
+    except asyncio.CancelledError:
+        pass  # SIGTERM/SIGINT: kopf stops; we stop with it
     finally:
         stop.set()
         for t in others:

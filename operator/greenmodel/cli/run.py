@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
              settings.reconcile.timer_interval_seconds)
     try:
         asyncio.run(handlers.serve(runtime, namespaces=args.namespace, clusterwide=clusterwide))
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, asyncio.CancelledError):
         pass
     log.info("greenmodel operator stopped")
     return 0
