@@ -29,7 +29,11 @@ pytestmark = pytest.mark.e2e
 REPO = Path(__file__).resolve().parents[1]
 CHART = REPO / "charts" / "greenmodel-operator"
 MATRIX = yaml.safe_load((Path(__file__).parent / "rbac-matrix.yaml").read_text())
-RELEASE = "gm"
+# Unique per run: cluster-scoped objects (ClusterRoles) of a release aborted by a crash cannot block the next run,
+# and two sessions sharing the cluster do not collide.
+RUN = uuid.uuid4().hex[:5]
+RELEASE = f"gm{RUN}"
+RELEASE_NS_SCOPED = f"gmns{RUN}"
 TIMINGS: dict[str, float] = {}
 
 
@@ -87,9 +91,21 @@ def docs(text: str) -> list[dict]:
     return [d for d in yaml.safe_load_all(text) if d]
 
 
+def remove_orphans(t: "Tools") -> None:
+    """Cluster-scoped objects left by earlier runs whose release namespace is gone (a crash mid-test)."""
+    namespaces = set(t.kubectl("get", "namespaces", "-o", "jsonpath={.items[*].metadata.name}").stdout.split())
+    for kind in ("clusterroles", "clusterrolebindings"):
+        items = t.get(kind, "-l", "app.kubernetes.io/part-of=greenmodel-operator,app.kubernetes.io/managed-by=Helm")["items"]
+        for obj in items:
+            owner_ns = (obj["metadata"].get("annotations") or {}).get("meta.helm.sh/release-namespace", "")
+            if owner_ns.startswith(("gm-system-", "gm-nsscope-")) and owner_ns not in namespaces:
+                t.kubectl("delete", kind, obj["metadata"]["name"], "--wait=false", check=False)
+
+
 @pytest.fixture(scope="module")
 def tools(cluster):
     t = Tools(cluster)
+    remove_orphans(t)
     yield t
     out = REPO / "out"
     out.mkdir(exist_ok=True)
@@ -364,20 +380,20 @@ def test_namespaced_rbac_is_enough_for_a_namespaced_operator(tools, release, tmp
         tools.kubectl("create", "namespace", n)
         tools.kubectl("label", "namespace", n, "pod-security.kubernetes.io/enforce=restricted")
     try:
-        tools.timed("install --wait (rbac.scope=namespace)", tools.helm_, "install", "gmns", str(CHART), "-n", ns,
+        tools.timed("install --wait (rbac.scope=namespace)", tools.helm_, "install", RELEASE_NS_SCOPED, str(CHART), "-n", ns,
                     "--set", "rbac.scope=namespace", "--set", f"watchNamespaces={{{tenant}}}",
                     "--set", "rbac.aggregateToTenantRoles=false", "--set", "defaultCatalog.enabled=false",
                     "--wait", "--timeout", "180s", timeout=240)
-        roles = tools.get("roles", "-A", "-l", "app.kubernetes.io/instance=gmns")["items"]
+        roles = tools.get("roles", "-A", "-l", f"app.kubernetes.io/instance={RELEASE_NS_SCOPED}")["items"]
         assert [r["metadata"]["namespace"] for r in roles] == [tenant]
-        operator_does_its_job(tools, ns, "gmns-greenmodel-operator", "gmns", tenant, tmp_path, [tenant], "ns-scoped operator")
+        operator_does_its_job(tools, ns, f"{RELEASE_NS_SCOPED}-greenmodel-operator", RELEASE_NS_SCOPED, tenant, tmp_path, [tenant], "ns-scoped operator")
         # Outside its namespaces it can do nothing namespaced but list pods.
-        sa = f"system:serviceaccount:{ns}:gmns-greenmodel-operator"
+        sa = f"system:serviceaccount:{ns}:{RELEASE_NS_SCOPED}-greenmodel-operator"
         other = release["namespace"]
         for verb, res in (("get", "greenmodels.greenmodel.dev"), ("patch", "deployments.apps"), ("create", "events")):
             assert tools.kubectl("auth", "can-i", verb, res, "-n", other, f"--as={sa}", check=False).stdout.strip() == "no"
     finally:
-        tools.helm_("uninstall", "gmns", "-n", ns, "--wait", check=False)
+        tools.helm_("uninstall", RELEASE_NS_SCOPED, "-n", ns, "--wait", check=False)
         for n in (ns, tenant):
             tools.kubectl("delete", "namespace", n, "--wait=false", check=False)
 
