@@ -24,7 +24,6 @@ TOPOLOGY=${GREENMODEL_TOPOLOGY:-$E2E_DIR/topology.yaml}
 : "${GM_PORT_ETCD:=23790}" "${GM_PORT_ETCD_PEER:=23800}" "${GM_PORT_APISERVER:=16443}"
 : "${GM_PORT_KCM:=10257}" "${GM_PORT_SCHEDULER:=10259}" "${GM_PORT_KWOK:=10247}"
 : "${GM_UP_TIMEOUT:=90}"
-COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
 HOST=127.0.0.1
 
 K8S_BIN=$(gm_dir kubernetes "$GM_K8S_VERSION")/bin
@@ -218,16 +217,22 @@ wait_healthy() { # component
   say "$c: healthy"
 }
 
-stop() { # component
-  local c=$1 pid i
-  pid=$(pid_of "$c")
-  if [[ -n $pid ]]; then
-    kill -TERM "$pid" 2>/dev/null || true
-    for i in $(seq 1 100); do [[ -d /proc/$pid ]] || break; sleep 0.1; done
-    if [[ -d /proc/$pid ]]; then kill -KILL "$pid" 2>/dev/null || true; sleep 0.2; fi
-    say "$c: stopped (pid $pid)"
-  fi
-  rm -f "$STATE/pids/$c.pid"
+stop() { # components...: TERM them together, wait up to 10 s, then KILL what is left
+  local c pid i pids=() names=()
+  for c in "$@"; do
+    pid=$(pid_of "$c")
+    if [[ -n $pid ]]; then kill -TERM "$pid" 2>/dev/null || true; pids+=("$pid"); names+=("$c"); fi
+    rm -f "$STATE/pids/$c.pid"
+  done
+  for i in $(seq 1 100); do
+    local alive=0
+    for pid in "${pids[@]}"; do [[ -d /proc/$pid ]] && alive=1; done
+    ((alive)) || break
+    sleep 0.1
+  done
+  for pid in "${pids[@]}"; do [[ -d /proc/$pid ]] && kill -KILL "$pid" 2>/dev/null || true; done
+  ((${#pids[@]})) && say "stopped ${names[*]} (pids ${pids[*]})"
+  return 0
 }
 
 kc() { "$KUBECTL" --kubeconfig="$ADMIN_KUBECONFIG" "$@"; }
@@ -284,8 +289,9 @@ cmd_down() {
     exec 9>"$STATE.lock"
     flock -w 120 9 || die "another e2e/cluster.sh holds $STATE.lock"
   fi
-  local i
-  for (( i=${#COMPONENTS[@]}-1; i>=0; i-- )); do stop "${COMPONENTS[i]}"; done  # reverse start order
+  stop kwok kube-scheduler kube-controller-manager  # reverse start order: clients, API server, then etcd
+  stop kube-apiserver
+  stop etcd
   # Anything still running from our binaries with our state dir in its arguments (e.g. a lost pid file).
   local pid left=()
   for pid in $(pgrep -f -- "$STATE/" 2>/dev/null || true); do

@@ -104,7 +104,7 @@ EOF
       ld+=" -X $pkg.$kv"
     done
   done
-  gm_log "kubernetes $v: go build (4 commands, -p $GM_GO_P); the cold build takes tens of minutes on 2 cores"
+  gm_log "kubernetes $v: go build (4 commands, -p $GM_GO_P); a cold build took ~5 min on 2 cores"
   gm_with_heartbeat "kubernetes $v" "$d/build.log" bash -c "cd '$d/src' && go build -p $GM_GO_P -trimpath -ldflags '$ld' -o '$d/bin/' \
       k8s.io/kubernetes/cmd/kube-apiserver k8s.io/kubernetes/cmd/kube-controller-manager \
       k8s.io/kubernetes/cmd/kube-scheduler k8s.io/kubernetes/cmd/kubectl" || return 1
