@@ -239,6 +239,37 @@ def test_namespaced_scope_keeps_only_cluster_wide_needs_in_the_cluster_role(tool
     assert "--namespace=team-a" in args and "--namespace=team-b" in args and "--all-namespaces" not in args
 
 
+def test_credentials_reach_the_operator_without_broad_secret_access(tools, tmp_path):
+    """`credentials` become env vars from Secrets (no RBAC at all); a secretKeyRef in `config` gets `get` on
+    exactly that Secret, in its namespace, and nothing else."""
+    values = tmp_path / "values.yaml"
+    values.write_text(yaml.safe_dump({
+        "credentials": {"WT_USER": {"secretName": "wt", "key": "user"}},
+        "config": {"carbon": {
+            "providers": {
+                "electricitymaps": {"type": "electricitymaps", "credentials": {"secretKeyRef": {"name": "em-token", "key": "token"}}},
+                "watttime": {"type": "watttime", "credentials": {
+                    "username": {"env": "WT_USER"},
+                    "password": {"secretKeyRef": {"name": "wt-pass", "key": "password", "namespace": "vault-sync"}}}},
+                "static": {"type": "static", "gramsPerKilowattHour": {"GB": 200}}},
+            "regions": {"europe-west2": {"zone": "GB", "providers": ["electricitymaps", "watttime", "static"]}}}}}))
+    objs = docs(tools.helm_("template", RELEASE, str(CHART), "-n", "gs", "-f", str(values)).stdout)
+    secret_rules = {(o["metadata"]["namespace"], json.dumps(r, sort_keys=True))
+                    for o in objs if o["kind"] == "Role" for r in o["rules"]}
+    assert secret_rules == {
+        ("gs", json.dumps({"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["em-token"], "verbs": ["get"]}, sort_keys=True)),
+        ("vault-sync", json.dumps({"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["wt-pass"], "verbs": ["get"]}, sort_keys=True)),
+    }
+    for o in objs:
+        if o["kind"] == "ClusterRole":
+            assert all("secrets" not in r["resources"] for r in o["rules"]), o["metadata"]["name"]
+    ctr = next(o for o in objs if o["kind"] == "Deployment")["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e for e in ctr["env"]}
+    assert env["WT_USER"]["valueFrom"]["secretKeyRef"] == {"name": "wt", "key": "user", "optional": False}
+    # The default values reference no Secret at all.
+    assert not [o for o in render(tools, "gs") if o["kind"] == "Role"]
+
+
 def test_template_applies_with_server_side_dry_run(tools, crds, operator_ns):
     manifest = tools.helm_("template", RELEASE, str(CHART), "-n", operator_ns).stdout
     proc = tools.timed("template|apply --dry-run=server", tools.kubectl,
