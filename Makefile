@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: venv system-deps cluster test demo crds lint clean chart lock audit bench
+.PHONY: venv system-deps cluster test demo crds lint clean chart lock audit lua-tools bench
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -17,7 +17,7 @@ system-deps:          ## Debian packages the tests use (Prometheus server, Lua)
 cluster:              ## build (or reuse from cache) the local control plane binaries
 	e2e/cluster.sh build
 
-test: venv system-deps cluster   ## the whole suite: unit, adapter and e2e against the local control plane
+test: venv system-deps cluster lua-tools   ## the whole suite: unit, adapter and e2e against the local control plane
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 bench: venv          ## replay benchmark on ../shared/data (a year, 6 regions): numbers, timings, docs/benchmark.png
@@ -47,6 +47,12 @@ audit: venv           ## known vulnerabilities in the pinned dependencies (pip-a
 	$(VENV)/bin/pip install -q 'pip-audit>=2.7,<3'
 	$(PY) .ci/audit.py requirements.lock $(AUDIT_ARGS)
 	$(PY) .ci/audit.py requirements-build.lock $(AUDIT_ARGS)
+
+GM_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/greenmodel
+GLUA := $(GM_CACHE)/glua-v1.1.1/bin/glua
+lua-tools:            ## gopher-lua, the Lua VM Argo CD embeds, for the health-check tests (Go module proxy, ~25 s once)
+	@test -x $(GLUA) || GOBIN=$(dir $(GLUA)) GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-buildvcs=false \
+	  GOMODCACHE=$(GM_CACHE)/go/mod GOCACHE=$(GM_CACHE)/go/build go install github.com/yuin/gopher-lua/cmd/glua@v1.1.1
 
 clean:
 	e2e/cluster.sh down || true

@@ -4,9 +4,11 @@ checked against the same fixtures, so GitOps tools of both families read a Green
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -16,6 +18,9 @@ ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "docs" / "argocd-health.lua"
 FIXTURES = yaml.safe_load((Path(__file__).parent / "health_fixtures.yaml").read_text())
 LUA = shutil.which("lua5.4")
+# gopher-lua (Lua 5.1), the VM Argo CD embeds; built by `make lua-tools` into the build cache.
+_CACHE = Path(os.environ.get("GM_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "greenmodel")
+GLUA = _CACHE / "glua-v1.1.1" / "bin" / "glua"
 
 # kstatus status -> the Argo CD health that means the same thing.
 KSTATUS_TO_ARGO = {"Current": "Healthy", "InProgress": "Progressing", "Failed": "Degraded", "Terminating": "Progressing"}
@@ -38,14 +43,20 @@ def to_lua(value) -> str:
     raise TypeError(type(value))
 
 
-def argo_health(obj: dict) -> tuple[str, str]:
-    assert LUA, "lua5.4 not found: run `make system-deps` (Debian package lua5.4)"
+def argo_health(obj: dict, interpreter: str | None = None) -> tuple[str, str]:
+    interpreter = interpreter or LUA
+    assert interpreter, "lua5.4 not found: run `make system-deps` (Debian package lua5.4)"
     harness = (
         f"obj = {to_lua(obj)}\n"
         f"local hs = dofile({to_lua(str(SCRIPT))})\n"
         'io.write(hs.status, "\\n", hs.message)\n'
     )
-    out = subprocess.run([LUA, "-"], input=harness, capture_output=True, text=True, timeout=10, check=True)
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
+        f.write(harness)
+    try:
+        out = subprocess.run([interpreter, f.name], capture_output=True, text=True, timeout=10, check=True)
+    finally:
+        os.unlink(f.name)
     status, message = out.stdout.split("\n", 1)
     return status, message
 
@@ -89,6 +100,30 @@ CASES = [pytest.param(c, id=c["name"]) for c in FIXTURES]
 def test_argo_health_script(case):
     status, message = argo_health(case["object"])
     assert (status, message) == (case["argo"]["status"], case["argo"]["message"])
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_argo_health_script_in_gopher_lua(case):
+    """The same fixtures in gopher-lua (Lua 5.1 semantics, floats for every JSON number, as Argo CD runs it)."""
+    if not GLUA.exists():
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(f"{GLUA} missing: `make lua-tools` builds it")
+        pytest.skip(f"{GLUA} missing: `make lua-tools` builds it")
+    obj = _floats(case["object"])
+    assert argo_health(obj, str(GLUA)) == (case["argo"]["status"], case["argo"]["message"])
+
+
+def _floats(value):
+    """JSON numbers reach Argo CD's Lua as float64."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return float(value)
+    if isinstance(value, list):
+        return [_floats(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _floats(v) for k, v in value.items()}
+    return value
 
 
 @pytest.mark.parametrize("case", CASES)
