@@ -152,12 +152,18 @@ def cluster_is_up(env: dict[str, str]) -> bool:
         e = cluster_env(env)
     except DemoError:
         return False
-    proc = subprocess.run(["kubectl", "get", "--raw", "/readyz"], env=e, capture_output=True, timeout=20)
+    try:
+        proc = subprocess.run(["kubectl", "get", "--raw", "/readyz"], env=e, capture_output=True, timeout=20)
+    except (OSError, subprocess.TimeoutExpired):  # kubectl not built yet, or nothing listening
+        return False
     return proc.returncode == 0
 
 
 def kubectl(env: dict[str, str], *args: str, input: str | None = None, check: bool = True) -> str:
-    proc = subprocess.run(["kubectl", *args], env=env, input=input, capture_output=True, text=True, timeout=120)
+    try:
+        proc = subprocess.run(["kubectl", *args], env=env, input=input, capture_output=True, text=True, timeout=120)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise DemoError(f"kubectl {' '.join(args[:4])}: {exc}") from None
     if check and proc.returncode != 0:
         raise DemoError(f"kubectl {' '.join(args[:4])}: {proc.stderr.strip()[-1500:]}")
     return proc.stdout
