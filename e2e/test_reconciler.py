@@ -297,8 +297,9 @@ def test_quality_floor_switches_variant_and_tighter_latency_raises_replicas(api,
     r1 = wait_ready(api, namespace, "chat", op=op, timeout=120)["status"]["replicas"]
     gm_apply(api, namespace, dict(base, spec=tight))
     st3 = wait_ready(api, namespace, "chat", op=op, timeout=120, pred=lambda g: g["status"]["replicas"] > r1)["status"]
-    dep = children(api, namespace, "chat")["deployments"]
-    assert len(dep) == 1 and dep[0]["spec"]["replicas"] == st3["replicas"] > r1
+    dep = wait_for(lambda: (lambda d: d if len(d) == 1 else None)(children(api, namespace, "chat")["deployments"]),
+                   30, "old placement drained")
+    assert dep[0]["spec"]["replicas"] == st3["replicas"] > r1
     assert any(e["reason"] == "Rescaled" for e in events(api, namespace, "chat"))
     record("variant_and_replicas", variant_before=st["variant"], variant_after=st2["variant"],
            replicas_before=r1, replicas_after=st3["replicas"], itl_slo_ms=tight["latency"]["interTokenP95Milliseconds"])
@@ -402,7 +403,17 @@ def test_sigkill_mid_burst_then_restart_converges_without_duplicates(api, operat
 
     wait_for(all_ready, 180, f"{n} GreenModels Ready after restart", on_fail=op2.tail)
     converge = time.monotonic() - t0
-    for i in range(n):
-        k = children(api, namespace, f"burst-{i:02d}")
-        assert (len(k["deployments"]), len(k["services"]), len(k["pdbs"])) == (1, 1, 1), (i, k)
+
+    def one_set_each():
+        deps = api.list(kc.DEPLOYMENTS, namespace, label_selector=names.ALL_OWNED_SELECTOR)
+        svcs = api.list(kc.SERVICES, namespace, label_selector=names.ALL_OWNED_SELECTOR)
+        pdbs = api.list(kc.PDBS, namespace, label_selector=names.ALL_OWNED_SELECTOR)
+        per = {f"burst-{i:02d}": [0, 0, 0] for i in range(n)}
+        for j, objs in enumerate((deps, svcs, pdbs)):
+            for o in objs:
+                per[o["metadata"]["ownerReferences"][0]["name"]][j] += 1
+        return all(v == [1, 1, 1] for v in per.values()) or None
+
+    # A GreenModel caught mid-switch may hold its old placement for the 5 s drain; then exactly one set.
+    wait_for(one_set_each, 30, "exactly one Deployment, Service and PDB per GreenModel", on_fail=op2.tail)
     record("sigkill_burst", greenmodels=n, deployments_before_kill=partial, converge_after_restart_seconds=round(converge, 2))

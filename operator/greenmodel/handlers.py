@@ -559,6 +559,14 @@ def observe(rt: Runtime, spec, children, uid: str, key: Key, now: datetime) -> O
     live = children.live_deployment
     current = None
     held = None
+    since = children.service_since
+    if live is None and children.deployments:
+        # A crash between applying a Deployment and its Service (kopf is at-least-once): plan
+        # from what runs, so hysteresis holds instead of starting over somewhere else.
+        live = max(children.deployments.values(),
+                   key=lambda d: (d.pods_ready, (d.live.get("metadata") or {}).get("creationTimestamp", "")))
+        ts = (live.live.get("metadata") or {}).get("creationTimestamp")
+        since = datetime.fromisoformat(ts.replace("Z", "+00:00")) if ts else now
     if live is not None:
         held = deployment_demand(live.live)
         if held is not None:
@@ -567,7 +575,7 @@ def observe(rt: Runtime, spec, children, uid: str, key: Key, now: datetime) -> O
             free[pool] = max(0, free.get(pool, 0) - gpus)
         current = CurrentPlacement(variant=live.placement.variant, region=live.placement.region,
                                    gpu_product=live.placement.gpu_product, replicas=live.spec_replicas,
-                                   since=children.service_since or now)
+                                   since=since or now)
     exclusions = update_capacity_exclusions(rt, key, children)
     for pool in exclusions:
         # Only the GPUs our scheduled pods already hold there are usable. The planner adds the
@@ -650,13 +658,15 @@ def _alternatives(plan) -> list[dict]:
     from greenmodel.api.v1alpha1 import MAX_ALTERNATIVES, Alternative
 
     out: list[dict] = []
-    for c in plan.alternatives:
+    # Room for why-not: at most 5 feasible runners-up, then rejections (capacity first).
+    for c in plan.alternatives[:5]:
         out.append(Alternative(variant=c.variant, region=c.region, gpu_product=c.gpu_product, replicas=c.replicas,
                                grams_per_million_tokens=_r(c.g_per_mtok), ttft_p95_milliseconds=_r(c.ttft_p95_ms),
                                inter_token_p95_milliseconds=_r(c.itl_p95_ms), reason="HigherScore",
                                message=f"score {_r(c.score)} vs chosen {_r(plan.chosen.score)}"
                                if plan.chosen else "").to_k8s())
-    for rj in plan.rejected:
+    order = {"InsufficientGPUs": 0, "CarbonDataMissing": 1}
+    for rj in sorted(plan.rejected, key=lambda r: order.get(r.reason, 2)):
         if len(out) >= MAX_ALTERNATIVES:
             break
         c = rj.candidate
