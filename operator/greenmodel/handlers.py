@@ -97,7 +97,7 @@ class Runtime:
                                         suppress_seconds=max(600.0, 10 * interval))
         rt.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="greenmodel-pass")
         rt.queue = WorkQueue(rt._work, workers=workers, base_backoff=1.0,
-                             max_backoff=max(60.0, 10 * interval), min_interval=1.0)
+                             max_backoff=60.0, min_interval=1.0)
         rt.carbon = build_carbon(settings)
         rt.serving_metrics = build_serving_metrics(settings)
         return rt
