@@ -69,7 +69,12 @@ def run(args: argparse.Namespace) -> int:
     runtime = handlers.Runtime.create(settings, config_path=args.config, kubeconfig=args.kubeconfig,
                                       workers=args.workers)
     if args.metrics_port >= 0:
-        server = observability.serve_http(args.metrics_port, runtime.health, args.metrics_address)
+        try:
+            server = observability.serve_http(args.metrics_port, runtime.health, args.metrics_address)
+        except OSError as exc:
+            print(f"greenmodel run: cannot serve metrics on {args.metrics_address}:{args.metrics_port}: "
+                  f"{exc.strerror}", file=sys.stderr)
+            return 2
         log.info("serving /metrics and /healthz on %s:%d", args.metrics_address, server.server_port)
     if args.health_port >= 0 and args.health_port != args.metrics_port:
         hserver = observability.serve_http(args.health_port, runtime.health, args.metrics_address)
