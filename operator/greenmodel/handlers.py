@@ -85,6 +85,10 @@ class Runtime:
     namespaces: list[str] = field(default_factory=list)
     reconciler: Any = None  # the pass implementation (greenmodel.handlers.reconcile_pass by default)
     last_metrics: dict[Key, Any] = field(default_factory=dict)  # last good serving metrics (held)
+    # Emissions accounting: advanced in memory every pass, written to status at most every
+    # accounting_flush_seconds (so an idle GreenModel is not rewritten every tick).
+    emissions: dict[Key, Any] = field(default_factory=dict)
+    accounting_flush_seconds: float = 3600.0
 
     @classmethod
     def create(cls, settings, *, config_path: str | None = None, kubeconfig: str | None = None,
@@ -260,6 +264,8 @@ def build_registry(rt: Runtime) -> kopf.OperatorRegistry:
             rt.greenmodels.remove(key)
             rt.queue.forget(key)
             rt.capacity_exclusions.pop(key, None)
+            rt.emissions.pop(key, None)
+            rt.last_metrics.pop(key, None)
             obs.forget_object(*key)
             obs.GREENMODELS.set(len(rt.greenmodels))
             return
@@ -706,14 +712,65 @@ def _stable(status: dict) -> dict:
 def publish_status(rt: Runtime, body: dict, status: dict) -> bool:
     """Write status unless it equals the stored one up to timestamps and dwell counters."""
     live = body.get("status") or {}
-    full = {k: status.get(k) for k in set(status) | (set(live) & MANAGED_STATUS_KEYS)}
+    # Keys we published before but not now are cleared (None -> merge-patch delete), except the
+    # emissions totals, which only the accounting path advances.
+    full = {k: status.get(k, live.get(k) if k == "emissions" else None)
+            for k in set(status) | (set(live) & MANAGED_STATUS_KEYS)}
     if _stable({k: live.get(k) for k in full}) == _stable(full):
         return False
     return write_status(rt, body, full)
 
 
 MANAGED_STATUS_KEYS = {"observedGeneration", "conditions", "variant", "region", "gpuProduct", "replicas",
-                       "readyReplicas", "placedSince", "intensity", "predicted", "decision", "alternatives"}
+                       "readyReplicas", "placedSince", "intensity", "predicted", "decision", "alternatives",
+                       "emissions"}
+
+
+def account(rt: Runtime, key: Key, body: dict, c, catalog, serving_pods: int, now: datetime,
+            metrics=None) -> dict | None:
+    """status.emissions: fold the time since the last pass into the running totals.
+
+    Energy is the measured GPU energy from Prometheus when the serving metrics carry it for the
+    whole interval, else the planner's predicted IT power x time (labelled Estimated); intensity
+    and PUE are those of this pass (passes are at most one timer interval apart, so the hour is
+    right to within it); embodied is the catalog's kg per GPU over its lifetime for the GPUs of the
+    serving pods. Totals advance in memory on every pass and reach status at most every
+    ``accounting_flush_seconds``; after a restart they resume from status (``advance_status``
+    ignores intervals already counted, so a repeated pass never double-counts).
+    """
+    from greenmodel.api.v1alpha1 import Emissions
+    from greenmodel.planning.accounting import advance_status, pass_interval
+
+    stored_raw = (body.get("status") or {}).get("emissions")
+    stored = None
+    if stored_raw:
+        try:
+            stored = Emissions.model_validate(stored_raw)
+        except ValueError:
+            stored = None
+    prev = rt.emissions.get(key) or stored
+    if prev is None or prev.updated is None:
+        prev = Emissions(since=now, updated=now)
+    elif serving_pods > 0 and now > prev.updated:
+        gpu = catalog.spec.gpu(c.gpu_product)
+        try:
+            interval = pass_interval(
+                start=prev.updated, end=now, region=c.region, gpus_reserved=serving_pods * c.gpus_per_replica,
+                embodied_kg_per_gpu=gpu.embodied_kilograms if gpu else 0.0,
+                lifetime_years=gpu.lifetime_years if gpu else 4.0, pue=c.pue,
+                intensity_g_per_kwh=c.intensity.grams_per_kwh, intensity_source=c.intensity.source,
+                output_tokens=c.load_tokens_per_second * (now - prev.updated).total_seconds(),
+                estimated_power_watts=c.power_watts * serving_pods / max(1, c.replicas))
+            prev = advance_status(prev, interval)
+        except ValueError as exc:
+            log.warning("emissions accounting for %s/%s skipped: %s", key[0], key[1], exc)
+    else:
+        prev = prev.model_copy(update={"updated": now})  # nothing served: nothing to count
+    rt.emissions[key] = prev
+    flushed = stored.updated if stored is not None and stored.updated else None
+    if flushed is None or (now - flushed).total_seconds() >= rt.accounting_flush_seconds:
+        return prev.to_k8s()
+    return stored_raw
 
 
 def _conditions(body: dict, wanted: list, generation: int | None, now: datetime) -> list[dict]:
@@ -766,7 +823,9 @@ def _capacity_condition(plan, o: Observation):
     c = plan.chosen
     notes = [f"{r}/{p}: {m}" for (r, p), m in sorted(o.exclusions.items())]
     if c is not None:
+        # Only pools that exist (a region without that GPU product is not "full").
         better = [rj for rj in plan.rejected if rj.reason == "InsufficientGPUs" and rj.region
+                  and (rj.region, rj.gpu_product) in o.free
                   and o.observed.regions.get(rj.region) is not None
                   and (o.observed.regions[rj.region].intensity or o.observed.regions[rj.region].static_intensity)
                   is not None and rj.region != c.region
@@ -1018,6 +1077,7 @@ def reconcile_pass(rt: Runtime, body: dict) -> float | None:
         "decision": Decision(reason=plan.reason[:63], message=obs.one_line(plan.message, 4096), time=now,
                              kept_current=plan.kept_current).to_k8s(),
         "alternatives": _alternatives(plan),
+        "emissions": account(rt, key, body, c, catalog, ready_pods if serving_desired else 0, now),
     }
     publish_status(rt, body, status)
     obs.set_if(obs.REPLICAS, float(c.replicas), ns, name)

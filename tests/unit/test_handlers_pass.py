@@ -241,3 +241,32 @@ def test_deleted_child_is_restored():
     w.rt.deployments.remove(d)
     w.run()
     assert len(w.deployments()) == 1
+
+
+def test_emissions_accumulate_in_memory_and_reach_status_hourly():
+    w = World()
+    w.run()
+    w.settle()
+    w.run()
+    first = w.gm()["status"]["emissions"]
+    assert first["scope2Grams"] == 0
+    writes = len(w.fake.writes())
+    for _ in range(10):  # 10 passes, 5 minutes: totals advance in memory only
+        w.now += timedelta(seconds=30)
+        w.run()
+    assert len(w.fake.writes()) == writes
+    w.now += timedelta(minutes=56)
+    w.run()
+    em = w.gm()["status"]["emissions"]
+    c = w.gm()["status"]
+    hours = (w.now - T0).total_seconds() / 3600
+    assert em["energySource"] == "Estimated"
+    assert em["outputTokens"] == pytest.approx(500 * 3600 * hours, rel=0.01)
+    # Scope 2 = predicted IT power x hours x PUE x intensity (FR 89.1 g/kWh, PUE 1.1)
+    power_w = c["predicted"]["powerWatts"]
+    assert em["scope2Grams"] == pytest.approx(power_w / 1000 * hours * 1.1 * 89.1, rel=0.02)
+    assert em["scope3Grams"] > 0 and em["sciGramsPerThousandTokens"] > 0
+    # a repeated pass at the same instant changes nothing
+    n = len(w.fake.writes())
+    w.run()
+    assert len(w.fake.writes()) == n
