@@ -77,6 +77,7 @@ class Runtime:
     inventory_ttl_seconds: float = 10.0
     _inventory: Inventory | None = None
     _inventory_at: float = 0.0
+    _warned_pod_scope: bool = False
     # (ns, name) -> {(region, product): (monotonic expiry, message)}: capacity seen missing.
     capacity_exclusions: dict[Key, dict[tuple[str, str], tuple[float, str]]] = field(default_factory=dict)
     capacity_exclusion_seconds: float = 300.0
@@ -111,7 +112,19 @@ class Runtime:
         now = time.monotonic()
         if self._inventory is None or now - self._inventory_at > self.inventory_ttl_seconds:
             nodes = self.client.list(kc.NODES)
-            pods = self.client.list(kc.PODS, field_selector="status.phase!=Succeeded,status.phase!=Failed")
+            live = "status.phase!=Succeeded,status.phase!=Failed"
+            try:
+                pods = self.client.list(kc.PODS, field_selector=live)
+            except ApiError as exc:
+                if exc.status != 403 or not self.namespaces:
+                    raise
+                # Namespaced install without cluster-wide pod read: count what we may see and
+                # say that free GPUs are overestimated (the scheduler's Pending pods then tell).
+                if not self._warned_pod_scope:
+                    log.warning("cannot list pods cluster-wide (%s); GPU usage of other namespaces is "
+                                "not counted, free GPUs may be overestimated", exc.message)
+                    self._warned_pod_scope = True
+                pods = [p for ns in self.namespaces for p in self.client.list(kc.PODS, ns, field_selector=live)]
             self._inventory = gpu_inventory(nodes, pods, skip_managed=True)
             self._inventory_at = now
         return self._inventory
