@@ -955,8 +955,9 @@ def reconcile_pass(rt: Runtime, body: dict) -> float | None:
     if spec.suspend:
         serving = live_ready > 0
         msg = "spec.suspend is true: no changes are made" + (f"; {live_ready} pod(s) serving" if serving else "")
+        # kstatus: not Ready and not Reconciling must be Stalled (nothing progresses while suspended).
         conds = [Cond("Ready", serving, "Suspended", msg), Cond("Reconciling", False, "Suspended", msg),
-                 Cond("Stalled", False, "Suspended", msg)]
+                 Cond("Stalled", not serving, "Suspended", msg)]
         status = {"observedGeneration": generation, "conditions": _conditions(body, conds, generation, now),
                   "readyReplicas": live_ready, **_placement_fields(children, prev)}
         publish_status(rt, body, status)
