@@ -53,6 +53,16 @@ SPEC = {"model": {"family": "general-chat"}, "quality": {"benchmark": "MMLU", "m
         "load": {"outputTokensPerSecond": 500}, "hysteresis": {"minImprovementPercent": 10, "minDwellSeconds": 0}}
 
 
+def assert_kstatus_contract(gm: dict) -> None:
+    """Every status we publish: observedGeneration set; not Ready means Reconciling or Stalled, never both."""
+    st = gm.get("status") or {}
+    assert "observedGeneration" in st
+    conds = {c["type"]: c["status"] for c in st.get("conditions") or []}
+    assert not (conds.get("Reconciling") == "True" and conds.get("Stalled") == "True"), conds
+    if conds.get("Ready") != "True":
+        assert "True" in (conds.get("Reconciling"), conds.get("Stalled")), conds
+
+
 class World:
     def __init__(self, nodes=FLEET, intensities=None, spec=None):
         self.fake = ClusterFake(copy.deepcopy(nodes))
@@ -80,7 +90,9 @@ class World:
         return self.rt.greenmodels.get("team", "chat")
 
     def run(self):
-        return handlers.reconcile_pass(self.rt, self.gm())
+        result = handlers.reconcile_pass(self.rt, self.gm())
+        assert_kstatus_contract(self.gm())
+        return result
 
     def deployments(self):
         return [o for (pl, _, _), o in self.fake.objects.items() if pl == "deployments"]
