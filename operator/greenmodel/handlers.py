@@ -78,6 +78,7 @@ class Runtime:
     _inventory: Inventory | None = None
     _inventory_at: float = 0.0
     _warned_pod_scope: bool = False
+    _reported_requests: dict[str, int] = field(default_factory=dict)
     # (ns, name) -> {(region, product): (monotonic expiry, message)}: capacity seen missing.
     capacity_exclusions: dict[Key, dict[tuple[str, str], tuple[float, str]]] = field(default_factory=dict)
     capacity_exclusion_seconds: float = 300.0
@@ -180,9 +181,19 @@ class Runtime:
             obs.RECONCILE_TOTAL.labels("error").inc()
             raise
         finally:
+            self._export_request_counts()
             obs.RECONCILE_DURATION.observe(time.perf_counter() - started)
             obs.QUEUE_DEPTH.set(len(self.queue))
             self.health.beat()
+
+    def _export_request_counts(self) -> None:
+        """Kubernetes API requests made by the reconciler (kopf's watches not included), by verb."""
+        counts = dict(getattr(self.client, "requests_total", {}) or {})
+        for verb, n in counts.items():
+            delta = n - self._reported_requests.get(verb, 0)
+            if delta > 0:
+                obs.API_REQUESTS_TOTAL.labels(verb).inc(delta)
+                self._reported_requests[verb] = n
 
     def reconcile_key(self, key: Key) -> float | None:
         body = self.greenmodels.get(*key)

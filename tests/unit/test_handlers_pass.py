@@ -282,3 +282,41 @@ def test_emissions_accumulate_in_memory_and_reach_status_hourly():
     n = len(w.fake.writes())
     w.run()
     assert len(w.fake.writes()) == n
+
+
+class _HeldCarbon:
+    """A ZoneCache stand-in whose FR reading is old: the last good value, no fresh one."""
+
+    def __init__(self, real, stale_zone: str, age_seconds: float, now):
+        self.real, self.zone, self.age, self.now = real, stale_zone, age_seconds, now
+
+    def zones(self):
+        return self.real.zones()
+
+    def status(self, zone):
+        import dataclasses
+
+        st = self.real.status(zone)
+        if zone != self.zone:
+            return st
+        old = dataclasses.replace(st.reading, timestamp=self.now - timedelta(seconds=self.age), kind="measured")
+        return dataclasses.replace(st, reading=old, usable=False)
+
+
+@pytest.mark.parametrize("age, reason", [(5400, "HoldingLastReading"), (7 * 3600, "StaticFallback")])
+def test_missing_carbon_data_holds_then_falls_back_and_says_so(age, reason):
+    w = World(spec={**SPEC, "missingData": {"maxHoldSeconds": 7200, "carbonFallback": "StaticIntensity"}})
+    w.rt.carbon = _HeldCarbon(w.rt.carbon, "FR", age, T0)
+    w.run()
+    cond = w.cond("CarbonDataAvailable")
+    assert cond["status"] == "False" and cond["reason"] == reason, cond
+    assert w.gm()["status"]["region"] == "europe-west9"  # still placed: missing data is not zero
+    assert w.deployments() and w.deployments()[0]["spec"]["replicas"] >= 1
+
+
+def test_missing_carbon_data_with_exclude_region_moves_away():
+    w = World(spec={**SPEC, "missingData": {"maxHoldSeconds": 600, "carbonFallback": "ExcludeRegion"}})
+    w.rt.carbon = _HeldCarbon(w.rt.carbon, "FR", 3600, T0)
+    w.run()
+    assert w.gm()["status"]["region"] == "europe-west2"
+    assert any(a.get("reason") == "CarbonDataMissing" for a in w.gm()["status"]["alternatives"])
