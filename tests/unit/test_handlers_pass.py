@@ -320,3 +320,38 @@ def test_missing_carbon_data_with_exclude_region_moves_away():
     w.run()
     assert w.gm()["status"]["region"] == "europe-west2"
     assert any(a.get("reason") == "CarbonDataMissing" for a in w.gm()["status"]["alternatives"])
+
+
+class _FakeMetrics:
+    def __init__(self):
+        self.value = None  # None: Prometheus unreachable
+
+    def get(self, namespace, instance, model_name=None):
+        from greenmodel.signals.metrics import ServingMetrics
+
+        if self.value is None:
+            return ServingMetrics(False, "PrometheusUnreachable", "connection refused", T0, 120.0)
+        return ServingMetrics(True, "Available", f"{self.value} tok/s", self.now, 120.0,
+                              output_tokens_per_second=self.value, request_rate_per_second=self.value / 256)
+
+
+def test_prometheus_gone_holds_replicas_and_says_so():
+    w = World(spec={**SPEC, "maxReplicas": 32, "missingData": {"maxHoldSeconds": 600}})
+    fake = _FakeMetrics()
+    w.rt.serving_metrics = fake
+    fake.value, fake.now = 20000.0, T0
+    w.run()
+    w.settle()
+    w.run()
+    busy = w.gm()["status"]["replicas"]
+    assert w.cond("MetricsAvailable")["status"] == "True"
+    assert busy > 1
+    fake.value = None  # Prometheus stops
+    w.now += timedelta(seconds=60)
+    w.run()
+    assert w.gm()["status"]["replicas"] == busy  # held, not dropped to the spec prior
+    cond = w.cond("MetricsAvailable")
+    assert cond["status"] == "False" and "holding" in cond["message"]
+    w.now += timedelta(seconds=1200)  # beyond maxHoldSeconds: back to the spec prior (500 tok/s)
+    w.run()
+    assert 1 <= w.gm()["status"]["replicas"] < busy
