@@ -126,7 +126,8 @@ class Runtime:
                                 "not counted, free GPUs may be overestimated", exc.message)
                     self._warned_pod_scope = True
                 pods = [p for ns in self.namespaces for p in self.client.list(kc.PODS, ns, field_selector=live)]
-            self._inventory = gpu_inventory(nodes, pods, skip_managed=True)
+            self._inventory = gpu_inventory(nodes, pods, skip_managed=True,
+                                            served_namespaces=set(self.namespaces) if self.namespaces else None)
             self._inventory_at = now
         return self._inventory
 

@@ -81,3 +81,9 @@ def test_our_demand_counts_from_deployments_not_pods():
     assert free_gpus_for(inv, demands, "uid-a") == {("r1", "L4"): 7}
     assert free_gpus_for(inv, demands, "uid-b") == {("r1", "L4"): 2}
     assert free_gpus_for(inv, demands, "uid-c") == {("r1", "L4"): 1}
+
+
+def test_pods_of_ours_in_namespaces_we_do_not_serve_still_count():
+    pods = [pod("n1", 2, ns="served", instance="a"), pod("n1", 3, ns="other", instance="b")]
+    inv = gpu_inventory([node("n1", "r1", "L4", 8)], pods, skip_managed=True, served_namespaces={"served"})
+    assert inv[("r1", "L4")].used == 3

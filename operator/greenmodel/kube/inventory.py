@@ -87,11 +87,12 @@ Inventory = dict[tuple[str, str], PoolGpus]
 
 
 def gpu_inventory(nodes: list[dict], pods: list[dict], resource: str = names.GPU_RESOURCE,
-                  skip_managed: bool = False) -> Inventory:
+                  skip_managed: bool = False, served_namespaces: set[str] | None = None) -> Inventory:
     """Allocatable GPUs of schedulable Ready nodes, minus requests of scheduled non-terminated pods.
 
     ``skip_managed`` leaves out our own serving pods (their demand is counted from our
-    Deployments instead, see ``free_gpus_for``).
+    Deployments instead, see ``free_gpus_for``) -- only in ``served_namespaces`` (None: all), since
+    the Deployments of namespaces another operator serves are not in our cache.
     """
     node_pool: dict[str, tuple[str, str]] = {}
     node_free: dict[str, int] = {}
@@ -125,7 +126,7 @@ def gpu_inventory(nodes: list[dict], pods: list[dict], resource: str = names.GPU
         meta = pod.get("metadata") or {}
         labels = meta.get("labels") or {}
         ours = labels.get(names.LABEL_MANAGED_BY) == names.MANAGED_BY and labels.get(names.LABEL_NAME) == names.APP_NAME
-        if ours and skip_managed:
+        if ours and skip_managed and (served_namespaces is None or meta.get("namespace") in served_namespaces):
             pool.used -= gpus  # undo: counted from our Deployments instead
             continue
         if ours and labels.get(names.LABEL_INSTANCE):
