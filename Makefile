@@ -29,6 +29,7 @@ demo: venv            ## local simulated GPU cluster (built on first use, with a
 crds: venv            ## regenerate crds/ from the pydantic models (and the chart's copy)
 	$(PY) -m greenmodel.api.crdgen --write
 	cp crds/*.yaml charts/greenmodel-operator/crds/
+	$(PY) -m greenmodel.api.refdoc --write
 
 CHART := charts/greenmodel-operator
 chart: venv           ## sync the Helm chart with the sources: CRDs from crds/, values schema from settings.py, default catalog
