@@ -14,10 +14,10 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from datetime import timedelta
 
 from .fakeserver import (
+    serve_until_interrupted,
     TIME_FAULTS,
     VALUE_FAULTS,
     Answer,
@@ -101,13 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     replay = GridReplay(a.zones.split(","), start=a.start, hours_per_second=a.speed)
     srv = ElectricityMapsServer(replay, token=a.token or None, port=a.port).start()
-    print(srv.url, flush=True)
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        srv.stop()
-    return 0
+    return serve_until_interrupted(srv)
 
 
 if __name__ == "__main__":

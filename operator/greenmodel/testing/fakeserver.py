@@ -262,3 +262,14 @@ def shift_time_seconds(fault: Fault) -> float:
 def iso_ms(dt) -> str:
     """Electricity Maps style: 2019-05-21T00:00:00.000Z."""
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+def serve_until_interrupted(srv) -> int:
+    """The `python -m greenmodel.testing.<x>` entry: print the started server's URL, serve until Ctrl-C."""
+    print(srv.url, flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        srv.stop()
+    return 0

@@ -18,10 +18,9 @@ import argparse
 import math
 import re
 import sys
-import time
 from datetime import datetime, timedelta, timezone
 
-from .fakeserver import TIME_FAULTS, VALUE_FAULTS, Answer, FakeProviderServer, shape_value, shift_time_seconds
+from .fakeserver import TIME_FAULTS, VALUE_FAULTS, Answer, FakeProviderServer, shape_value, shift_time_seconds, serve_until_interrupted
 from .replay import GridReplay
 
 REGIONS = {
@@ -111,13 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--speed", type=float, default=1 / 3600)
     a = p.parse_args(argv)
     srv = UKGridServer(GridReplay(["GB"], start=a.start, hours_per_second=a.speed), port=a.port).start()
-    print(srv.url, flush=True)
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        srv.stop()
-    return 0
+    return serve_until_interrupted(srv)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ import threading
 import time
 from datetime import datetime, timedelta, timezone
 
-from .fakeserver import TIME_FAULTS, VALUE_FAULTS, Answer, FakeProviderServer, shape_value, shift_time_seconds
+from .fakeserver import TIME_FAULTS, VALUE_FAULTS, Answer, FakeProviderServer, shape_value, shift_time_seconds, serve_until_interrupted
 from .replay import GridReplay
 
 LBS_PER_G_PER_KWH = 1 / 0.45359237
@@ -159,13 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--password", default="pass")
     a = p.parse_args(argv)
     srv = WattTimeServer(GridReplay(start=a.start, hours_per_second=a.speed), username=a.user, password=a.password, port=a.port).start()
-    print(srv.url, flush=True)
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        srv.stop()
-    return 0
+    return serve_until_interrupted(srv)
 
 
 if __name__ == "__main__":
