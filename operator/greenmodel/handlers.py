@@ -258,7 +258,9 @@ def build_carbon(settings):
         return None
     from greenmodel.signals.carbon.cache import ZoneCache
 
-    cache = ZoneCache.from_settings(settings)
+    from greenmodel.observability import record_carbon_outcome
+
+    cache = ZoneCache.from_settings(settings, listener=record_carbon_outcome)
     cache.refresh_due()  # first readings before the first pass (static: instant)
     cache.start()
     return cache

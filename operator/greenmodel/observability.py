@@ -44,6 +44,11 @@ EVENTS_TOTAL = Counter(
 API_REQUESTS_TOTAL = Counter(
     "greenmodel_kube_requests_total", "Requests to the Kubernetes API by the reconciler, by verb.", ["verb"],
     registry=REGISTRY)
+CARBON_REQUESTS_TOTAL = Counter(
+    "greenmodel_carbon_requests_total",
+    "Calls to carbon-intensity providers by zone, provider, call (latest, forecast), outcome (ok, rejected, "
+    "failed) and reason (a fixed set, e.g. ProviderRateLimited, StaleReading).",
+    ["zone", "provider", "call", "outcome", "reason"], registry=REGISTRY)
 QUEUE_DEPTH = Gauge(
     "greenmodel_workqueue_depth", "GreenModels waiting for a reconcile pass.", registry=REGISTRY)
 GREENMODELS = Gauge(
@@ -256,3 +261,16 @@ def object_logger(logger: logging.Logger, namespace: str, name: str, kind: str =
 
 def env_flag(name: str, default: bool = False) -> bool:
     return os.environ.get(name, str(default)).lower() in ("1", "true", "yes", "on")
+
+
+def record_carbon_outcome(outcome) -> None:
+    """ZoneCache listener: count every provider call; log rejected or failed ones as warnings.
+
+    Labels are bounded: zones and providers come from the operator's config, reasons from a fixed enum.
+    """
+    reason = outcome.reason.value if outcome.reason is not None else ""
+    CARBON_REQUESTS_TOTAL.labels(outcome.zone, outcome.provider, outcome.call, outcome.kind, reason).inc()
+    if outcome.kind != "ok":
+        logging.getLogger("greenmodel.signals").warning(
+            "carbon %s for zone %s from %s %s: %s (%s)", outcome.call, outcome.zone, outcome.provider,
+            outcome.kind, reason, outcome.message)
