@@ -180,7 +180,9 @@ def _poll(pred, timeout: float) -> bool:
 
 def test_retry_after_honoured_end_to_end(em_server, em_settings):
     s = em_settings.model_copy(update={"carbon": em_settings.carbon.model_copy(update={"refresh_interval_seconds": 0.1})})
-    em_server.set_fault("http429", retry_after=1, count=1)
+    # Only GB, and its first two requests: whichever of latest/forecast the refresher asks first, the first
+    # `latest` is answered 429 (a zone-less fault could be consumed by another zone under load).
+    em_server.set_fault("http429", retry_after=1, count=2, zone="GB")
     cache = ZoneCache.from_settings(s)
     latest = lambda: em_server.count("/v3/carbon-intensity/latest", "GB")  # noqa: E731
     cache.start()
