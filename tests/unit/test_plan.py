@@ -396,3 +396,26 @@ def test_planning_is_pure_no_io_no_clock():
                 assert False, f"{path.name}:{node.lineno} reads the clock ({node.attr})"
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "open":
                 assert False, f"{path.name}:{node.lineno} opens a file"
+
+
+def test_pair_model_evaluates_a_placement_exactly_as_the_planner_predicts_it():
+    # The benchmark evaluates placements with planner.pair_model; it must agree with plan()'s own numbers.
+    from greenmodel.planning.planner import pair_model
+
+    cat = default_catalog()
+    s = spec(model={"family": "general-chat"}, load={"outputTokensPerSecond": 1500.0})
+    p = plan(s, cat, obs({"r": region(100.0)}), NOW)
+    c = p.chosen
+    assert c is not None
+    v = next(v for v in cat.variants if v.name == c.variant)
+    prof = next(pr for pr in v.profiles if pr.gpu_product == c.gpu_product)
+    g = next(g for g in cat.gpus if g.product == c.gpu_product)
+    pm = pair_model(s, prof, g.idle_watts)
+    at_plan = pm.evaluate(s, c.replicas, 1500.0)
+    assert (at_plan.ttft_p95_ms, at_plan.itl_p95_ms, at_plan.power_watts) == pytest.approx(
+        (c.ttft_p95_ms, c.itl_p95_ms, c.power_watts))
+    # fewer replicas at the same load: higher utilisation and latency, never better
+    if c.replicas > 1:
+        fewer = pm.evaluate(s, c.replicas - 1, 1500.0)
+        assert fewer.utilization > at_plan.utilization and fewer.ttft_p95_ms >= at_plan.ttft_p95_ms
+    assert pm.evaluate(s, 0, 1500.0) is None

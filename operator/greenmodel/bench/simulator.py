@@ -49,7 +49,8 @@ from greenmodel.api.v1alpha1 import (
 from greenmodel.bench import data as bdata
 from greenmodel.bench import policies as bpol
 from greenmodel.bench.metrics import PolicyRun, summarise
-from greenmodel.planning import capacity, plan
+from greenmodel.planning import plan
+from greenmodel.planning.planner import PairModel, pair_model
 from greenmodel.planning.types import CurrentPlacement, Intensity, Observed, Plan, RegionObs, ServingMetrics
 
 HOUR = timedelta(hours=1)
@@ -246,7 +247,7 @@ class Model:
         self.spec = sc.spec
         self.variants = {v.name: v for v in sc.catalog.variants}
         self.gpus = {g.product: g for g in sc.catalog.gpus}
-        self._prep: dict[tuple[str, str], tuple] = {}
+        self._prep: dict[tuple[str, str], PairModel] = {}
         self._max_load: dict[tuple[str, str, int], float] = {}
 
     def profile(self, variant: str, product: str) -> Profile:
@@ -255,38 +256,26 @@ class Model:
                 return p
         raise KeyError((variant, product))
 
-    def _prepare(self, variant: str, product: str) -> tuple:
+    def _prepare(self, variant: str, product: str) -> PairModel:
         key = (variant, product)
         if key not in self._prep:
-            prof = self.profile(variant, product)
-            pts = sorted(prof.batch, key=lambda p: p.max_batch_size)
-            table = capacity.OperatingTable(
-                tuple(p.max_batch_size for p in pts),
-                tuple(p.output_tokens_per_second for p in pts),
-                tuple(p.inter_token_p95_milliseconds for p in pts),
-                tuple(p.power_watts for p in pts),
-            )
-            idx = capacity.operating_point(table, self.spec.latency.inter_token_p95_milliseconds)
-            prefill_ms = 1000.0 * self.spec.load.average_input_tokens / prof.prefill_tokens_per_second
-            idle = self.gpus[product].idle_watts * prof.gpus_per_replica
-            self._prep[key] = (table, idx, prefill_ms, idle, prof.gpus_per_replica)
+            self._prep[key] = pair_model(self.spec, self.profile(variant, product), self.gpus[product].idle_watts)
         return self._prep[key]
 
     def gpus_per_replica(self, variant: str, product: str) -> int:
-        return self._prepare(variant, product)[4]
+        return self._prepare(variant, product).gpus_per_replica
 
     def idle_watts(self, variant: str, product: str, replicas: int) -> float:
-        return self._prepare(variant, product)[3] * replicas
+        return self._prepare(variant, product).idle_watts_replica * replicas
 
     def evaluate(self, variant: str, product: str, replicas: int, load_tps: float) -> Eval:
         """p95 latency and power of exactly ``replicas`` replicas at ``load_tps`` (no headroom rule:
         the SLO is met when the predicted p95 TTFT and ITL are within it and the replicas keep up)."""
-        table, idx, prefill_ms, idle, _ = self._prepare(variant, product)
+        pm = self._prepare(variant, product)
+        s = pm.evaluate(self.spec, replicas, load_tps)
+        if s is None:
+            return Eval(math.inf, math.inf, 0.0 if replicas <= 0 else pm.idle_watts_replica * replicas, False)
         lat = self.spec.latency
-        if idx is None or replicas <= 0:
-            return Eval(math.inf, math.inf, 0.0 if replicas <= 0 else idle * replicas, False)
-        s = capacity.size(table, idx, load_tps, float(self.spec.load.average_output_tokens), prefill_ms,
-                          lat.ttft_p95_milliseconds, replicas, replicas, idle)
         ok = s.utilization < 1.0 and s.ttft_p95_ms <= lat.ttft_p95_milliseconds and \
             s.itl_p95_ms <= lat.inter_token_p95_milliseconds
         return Eval(s.ttft_p95_ms, s.itl_p95_ms, s.power_watts, ok)
@@ -298,7 +287,8 @@ class Model:
         hit = self._max_load.get(key)
         if hit is not None:
             return hit
-        table, idx, *_ = self._prepare(variant, product)
+        pm = self._prepare(variant, product)
+        table, idx = pm.table, pm.idx
         if idx is None or replicas <= 0 or not self.evaluate(variant, product, replicas, 0.0).slo_met:
             self._max_load[key] = 0.0
             return 0.0

@@ -73,6 +73,48 @@ def _table(profile: Profile) -> capacity.OperatingTable:
     return table
 
 
+def operating_table(profile: Profile) -> capacity.OperatingTable:
+    """A profile's measured batch points as the capacity model's table (cached per profile)."""
+    return _table(profile)
+
+
+@dataclass(frozen=True, slots=True)
+class PairModel:
+    """The planner's model of one variant profile on one GPU product for one spec: the operating
+    point at the ITL SLO, prefill time, idle power. ``idx`` is None when no batch meets the ITL SLO."""
+
+    table: capacity.OperatingTable
+    idx: int | None
+    prefill_ms: float
+    idle_watts_replica: float
+    gpus_per_replica: int
+
+    def size(self, spec: GreenModelSpec, load_tps: float, min_replicas: int, max_replicas: int) -> capacity.Sizing:
+        """Replicas for ``load_tps`` within the bounds (``capacity.size``); requires ``idx``."""
+        lat = spec.latency
+        return capacity.size(self.table, self.idx, load_tps, float(spec.load.average_output_tokens),
+                             self.prefill_ms, lat.ttft_p95_milliseconds, min_replicas, max_replicas,
+                             self.idle_watts_replica)
+
+    def evaluate(self, spec: GreenModelSpec, replicas: int, load_tps: float) -> capacity.Sizing | None:
+        """Predicted latency and power of exactly ``replicas`` replicas at ``load_tps``
+        (None when the ITL SLO is unreachable or there are no replicas)."""
+        if self.idx is None or replicas <= 0:
+            return None
+        return self.size(spec, load_tps, replicas, replicas)
+
+
+def pair_model(spec: GreenModelSpec, profile: Profile, idle_watts_per_gpu: float) -> PairModel:
+    table = _table(profile)
+    return PairModel(
+        table=table,
+        idx=capacity.operating_point(table, spec.latency.inter_token_p95_milliseconds),
+        prefill_ms=1000.0 * spec.load.average_input_tokens / profile.prefill_tokens_per_second,
+        idle_watts_replica=idle_watts_per_gpu * profile.gpus_per_replica,
+        gpus_per_replica=profile.gpus_per_replica,
+    )
+
+
 def _load(spec: GreenModelSpec, observed: Observed, now: datetime) -> tuple[float, str]:
     m = observed.metrics
     if m is not None:
@@ -156,7 +198,6 @@ def plan(spec: GreenModelSpec, catalog: ModelCatalogSpec, observed: Observed, no
         regions.append((name, inten, max(1.0, obs.pue), obs.free_gpus))
 
     # --- variant x GPU product: quality, fit, sizing (region-independent) ------------------
-    avg_out = float(spec.load.average_output_tokens)
     itl_slo = spec.latency.inter_token_p95_milliseconds
     ttft_slo = spec.latency.ttft_p95_milliseconds
     gpus = {g.product: g for g in catalog.gpus}
@@ -188,23 +229,20 @@ def plan(spec: GreenModelSpec, catalog: ModelCatalogSpec, observed: Observed, no
                 reject(v.name, None, product, reason, message)
                 continue
             gpu = gpus[product]
-            table = _table(prof)
-            idx = capacity.operating_point(table, itl_slo)
-            if idx is None:
+            pm = pair_model(spec, prof, gpu.idle_watts)
+            table = pm.table
+            if pm.idx is None:
                 reason, message, bad = policies.itl_reachable(spec, min(table.itl_p95_ms))
                 reject(v.name, None, product, reason, message, required=itl_slo, limit=min(table.itl_p95_ms))
                 continue
-            prefill_ms = 1000.0 * spec.load.average_input_tokens / prof.prefill_tokens_per_second
-            floor_ms = prefill_ms + table.itl_p95_ms[0]
+            floor_ms = pm.prefill_ms + table.itl_p95_ms[0]
             reason, message, bad = policies.ttft_reachable(spec, floor_ms)
             if bad:
                 reject(v.name, None, product, reason, message, required=ttft_slo, limit=floor_ms)
                 continue
-            g = prof.gpus_per_replica
-            sizing = capacity.size(table, idx, load, avg_out, prefill_ms, ttft_slo,
-                                   spec.min_replicas, spec.max_replicas, gpu.idle_watts * g)
+            sizing = pm.size(spec, load, spec.min_replicas, spec.max_replicas)
             emb = gpu.embodied_kilograms * 1000.0 / (gpu.lifetime_years * HOURS_PER_YEAR)
-            pairs.append(_Pair(v, prof, sizing, g, emb, table.batches[idx]))
+            pairs.append(_Pair(v, prof, sizing, pm.gpus_per_replica, emb, table.batches[pm.idx]))
 
     # --- region loop: carbon and free GPUs (the hot loop: keep it to arithmetic) ---------------
     policy = spec.policy
