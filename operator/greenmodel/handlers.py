@@ -87,6 +87,8 @@ class Runtime:
     namespaces: list[str] = field(default_factory=list)
     reconciler: Any = None  # the pass implementation (greenmodel.handlers.reconcile_pass by default)
     last_metrics: dict[Key, Any] = field(default_factory=dict)  # last good serving metrics (held)
+    # Latency factors the planner learned from serving metrics, per GreenModel (Plan.learned).
+    learned: dict[Key, Any] = field(default_factory=dict)
     # Emissions accounting: advanced in memory every pass, written to status at most every
     # accounting_flush_seconds (so an idle GreenModel is not rewritten every tick).
     emissions: dict[Key, Any] = field(default_factory=dict)
@@ -293,6 +295,7 @@ def build_registry(rt: Runtime) -> kopf.OperatorRegistry:
             rt.capacity_exclusions.pop(key, None)
             rt.emissions.pop(key, None)
             rt.last_metrics.pop(key, None)
+            rt.learned.pop(key, None)
             obs.forget_object(*key)
             obs.GREENMODELS.set(len(rt.greenmodels))
             return
@@ -658,7 +661,7 @@ def observe(rt: Runtime, spec, children, uid: str, key: Key, now: datetime) -> O
             rt.last_metrics[key] = plan_metrics
         else:
             plan_metrics = last  # held: the planner drops it after maxHoldSeconds (by its timestamp)
-    observed = Observed(regions=regions, current=current, metrics=plan_metrics)
+    observed = Observed(regions=regions, current=current, metrics=plan_metrics, learned=rt.learned.get(key) or {})
     return Observation(observed=observed, exclusions=exclusions, carbon_problems=problems, metrics=metrics,
                        free=free)
 
@@ -979,6 +982,8 @@ def reconcile_pass(rt: Runtime, body: dict) -> float | None:
 
     o = observe(rt, spec, children, uid, key, now)
     plan = planning.plan(spec, catalog.spec, o.observed, now)
+    if plan.learned:
+        rt.learned[key] = plan.learned
     carbon_cond = _carbon_condition(plan, o.carbon_problems)
     metrics_cond = _metrics_condition(o)
     capacity_cond = _capacity_condition(plan, o)

@@ -104,8 +104,16 @@ class PairModel:
         return self.size(spec, load_tps, replicas, replicas)
 
 
-def pair_model(spec: GreenModelSpec, profile: Profile, idle_watts_per_gpu: float) -> PairModel:
+def pair_model(spec: GreenModelSpec, profile: Profile, idle_watts_per_gpu: float,
+               latency_factor: float = 1.0) -> PairModel:
+    """The model of ``profile`` for ``spec``. ``latency_factor`` (learned from serving metrics, see
+    ``learn_latency_factor``) scales every measured p95 ITL up by it and throughput down by it: the
+    same batch runs that much slower, so the operating point at the ITL SLO and the capacity move."""
     table = _table(profile)
+    if latency_factor != 1.0:
+        f = latency_factor
+        table = capacity.OperatingTable(table.batches, tuple(t / f for t in table.tokens_per_second),
+                                        tuple(i * f for i in table.itl_p95_ms), table.power_watts)
     return PairModel(
         table=table,
         idx=capacity.operating_point(table, spec.latency.inter_token_p95_milliseconds),
@@ -113,6 +121,49 @@ def pair_model(spec: GreenModelSpec, profile: Profile, idle_watts_per_gpu: float
         idle_watts_replica=idle_watts_per_gpu * profile.gpus_per_replica,
         gpus_per_replica=profile.gpus_per_replica,
     )
+
+
+# Learning each variant's real capacity at the SLO from serving metrics (see docs/planner.md).
+LEARN_MIN_UTILIZATION = 0.2  # below this the p95 ITL is mostly fixed cost and noise: nothing is learned
+LEARN_RATE = 0.5  # weight of this pass's observation (geometric average with the previous factor)
+LEARN_BOUNDS = (0.5, 4.0)  # one observation is clamped to this: a factor corrects the catalog, never replaces it
+
+
+def learn_latency_factor(spec: GreenModelSpec, catalog: ModelCatalogSpec, observed: Observed,
+                         now: datetime) -> tuple[dict[tuple[str, str], float], str]:
+    """(learned factors, note): update the current placement's latency factor from the observed p95
+    ITL against the catalog model's p95 ITL at the observed load and replicas. Nothing is learned
+    without a current placement, fresh metrics with an ITL and a load, or when the model says the
+    replicas are under ``LEARN_MIN_UTILIZATION`` busy."""
+    learned = dict(observed.learned)
+    cur, m = observed.current, observed.metrics
+    if cur is None or m is None or cur.replicas <= 0:
+        return learned, ""
+    if m.timestamp is not None and (now - m.timestamp).total_seconds() > spec.missing_data.max_hold_seconds:
+        return learned, ""
+    itl, tps = m.inter_token_p95_milliseconds, m.output_tokens_per_second
+    if itl is None or tps is None or not math.isfinite(itl) or not math.isfinite(tps) or itl <= 0 or tps <= 0:
+        return learned, ""
+    variant = next((v for v in catalog.variants if v.name == cur.variant), None)
+    prof = next((p for p in variant.profiles if p.gpu_product == cur.gpu_product), None) if variant else None
+    gpu = next((g for g in catalog.gpus if g.product == cur.gpu_product), None)
+    if prof is None or gpu is None:
+        return learned, ""
+    model = pair_model(spec, prof, gpu.idle_watts).evaluate(spec, cur.replicas, tps)
+    if model is None or not math.isfinite(model.itl_p95_ms) or model.itl_p95_ms <= 0:
+        return learned, ""
+    if model.utilization < LEARN_MIN_UTILIZATION:
+        return learned, (f"serving metrics: {tps:.0f} tok/s on {cur.replicas} replicas is {model.utilization:.0%} "
+                         f"of modelled capacity (< {LEARN_MIN_UTILIZATION:.0%}); nothing learned")
+    ratio = min(max(itl / model.itl_p95_ms, LEARN_BOUNDS[0]), LEARN_BOUNDS[1])
+    key = (cur.variant, cur.gpu_product)
+    prev = learned.get(key, 1.0)
+    factor = math.exp((1.0 - LEARN_RATE) * math.log(prev) + LEARN_RATE * math.log(ratio))
+    learned[key] = factor
+    note = (f"learned from serving metrics: {cur.variant} on {cur.gpu_product} p95 ITL {itl:.1f} ms observed vs "
+            f"{model.itl_p95_ms:.1f} ms modelled at {tps:.0f} tok/s on {cur.replicas} replicas; latency factor "
+            f"{factor:.2f} (capacity x{1.0 / factor:.2f} of the catalog's)")
+    return learned, note
 
 
 def _load(spec: GreenModelSpec, observed: Observed, now: datetime) -> tuple[float, str]:
@@ -178,6 +229,7 @@ def plan(spec: GreenModelSpec, catalog: ModelCatalogSpec, observed: Observed, no
         known = sorted({v.family for v in catalog.variants})
         msg = f"spec.model.family: {spec.model.family!r} is not in the catalog (it has: {', '.join(known)})"
         return Plan(False, None, "CatalogEntryNotFound", msg, load_tokens_per_second=load, load_source=load_source,
+                    learned=dict(observed.learned),
                     failed_constraints=(FailedConstraint("spec.model.family", "CatalogEntryNotFound", msg),))
 
     # --- regions: which ones, with which intensity -----------------------------------------
@@ -198,6 +250,7 @@ def plan(spec: GreenModelSpec, catalog: ModelCatalogSpec, observed: Observed, no
         regions.append((name, inten, max(1.0, obs.pue), obs.free_gpus))
 
     # --- variant x GPU product: quality, fit, sizing (region-independent) ------------------
+    learned, learning = learn_latency_factor(spec, catalog, observed, now)
     itl_slo = spec.latency.inter_token_p95_milliseconds
     ttft_slo = spec.latency.ttft_p95_milliseconds
     gpus = {g.product: g for g in catalog.gpus}
@@ -229,7 +282,7 @@ def plan(spec: GreenModelSpec, catalog: ModelCatalogSpec, observed: Observed, no
                 reject(v.name, None, product, reason, message)
                 continue
             gpu = gpus[product]
-            pm = pair_model(spec, prof, gpu.idle_watts)
+            pm = pair_model(spec, prof, gpu.idle_watts, learned.get((v.name, product), 1.0))
             table = pm.table
             if pm.idx is None:
                 reason, message, bad = policies.itl_reachable(spec, min(table.itl_p95_ms))
@@ -313,7 +366,7 @@ def plan(spec: GreenModelSpec, catalog: ModelCatalogSpec, observed: Observed, no
             runtime_args=tuple(pr.variant.runtime.args) + tuple(pr.profile.runtime_args),
         )
 
-    common = dict(load_tokens_per_second=load, load_source=load_source)
+    common = dict(load_tokens_per_second=load, load_source=load_source, learned=learned, learning=learning)
     if not entries:
         return _infeasible(spec, rejected, n_rejected, best_effort, build, pairs, regions, common)
 
@@ -357,6 +410,8 @@ def plan(spec: GreenModelSpec, catalog: ModelCatalogSpec, observed: Observed, no
             if kept:
                 alternatives = tuple(c for c in (best, *alternatives) if c.placement != current.placement)
         message = _describe(chosen, spec, policy) + "; " + verdict
+    if learning:
+        message += "; " + learning
     warnings = ()
     if chosen.carbon_slo_met is False:
         warnings = (f"no feasible placement meets the carbon SLO {carbon_slo:g} gCO2e/Mtok; "

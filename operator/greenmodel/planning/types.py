@@ -61,6 +61,9 @@ class Observed:
     regions: Mapping[str, RegionObs]  # candidate regions (the spec's placement.regions narrows them)
     current: CurrentPlacement | None = None
     metrics: ServingMetrics | None = None
+    # Learned latency factors per (variant, GPU product): real p95 ITL / the catalog model's, from
+    # earlier plans (Plan.learned). 1.0 or absent: the catalog's measured profile is right.
+    learned: Mapping[tuple[str, str], float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,3 +145,5 @@ class Plan:
     load_source: str = "spec.load"  # or "metrics"
     evaluated: int = 0  # candidates with numbers
     warnings: tuple[str, ...] = field(default_factory=tuple)
+    learned: Mapping[tuple[str, str], float] = field(default_factory=dict)  # pass to the next Observed
+    learning: str = ""  # what the serving metrics taught this pass, in words (empty: nothing)
