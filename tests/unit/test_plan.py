@@ -419,3 +419,18 @@ def test_pair_model_evaluates_a_placement_exactly_as_the_planner_predicts_it():
         fewer = pm.evaluate(s, c.replicas - 1, 1500.0)
         assert fewer.utilization > at_plan.utilization and fewer.ttft_p95_ms >= at_plan.ttft_p95_ms
     assert pm.evaluate(s, 0, 1500.0) is None
+
+
+def test_peak_to_mean_ratio_sizes_replicas_for_the_peak_and_predicts_energy_at_the_mean():
+    cat = catalog(variant("v"))
+    o = obs({"r": region(100.0)})
+    mean = plan(spec(load={"outputTokensPerSecond": 3000.0}), cat, o, NOW).chosen
+    peak = plan(spec(load={"outputTokensPerSecond": 9000.0}), cat, o, NOW).chosen
+    bursty = plan(spec(load={"outputTokensPerSecond": 3000.0, "peakToMeanRatio": 3.0}), cat, o, NOW)
+    c = bursty.chosen
+    assert mean.replicas < peak.replicas
+    assert c.replicas == peak.replicas  # sized for 3 x 3000 tok/s
+    assert c.load_tokens_per_second == 3000.0  # carbon per token is at the mean load
+    assert mean.power_watts < c.power_watts < peak.power_watts  # more idle replicas, but not the peak's work
+    assert c.utilization == pytest.approx(3000.0 / c.capacity_tokens_per_second)
+    assert c.ttft_p95_ms <= peak.ttft_p95_ms

@@ -177,6 +177,9 @@ class LoadPrior(_Model):
         "Expected requests per second (x averageOutputTokens gives tokens/s).") )] = None
     average_output_tokens: Annotated[int, Field(ge=1, le=1_000_000, description="Mean output tokens per request.")] = 256
     average_input_tokens: Annotated[int, Field(ge=0, le=10_000_000, description="Mean prompt tokens per request.")] = 1024
+    peak_to_mean_ratio: Annotated[float, Field(ge=1, le=100, description=(
+        "Busiest minute's load / the mean load (burstiness). Replicas are sized for mean x this ratio; energy "
+        "and carbon are predicted at the mean. Applies to live metrics' load too."))] = 1.0
 
     def tokens_per_second(self) -> float:
         if self.output_tokens_per_second is not None:

@@ -123,6 +123,18 @@ def pair_model(spec: GreenModelSpec, profile: Profile, idle_watts_per_gpu: float
     )
 
 
+def _size_for_peak(pm: PairModel, spec: GreenModelSpec, load: float) -> capacity.Sizing:
+    """Replicas for the peak (``load x spec.load.peakToMeanRatio``); latency, utilisation and power
+    of those replicas at the mean load (what energy and carbon accrue at)."""
+    ratio = spec.load.peak_to_mean_ratio
+    peak = pm.size(spec, load * ratio, spec.min_replicas, spec.max_replicas)
+    if ratio == 1.0 or load <= 0:
+        return peak
+    at_mean = pm.size(spec, load, peak.replicas, peak.replicas)
+    return replace(at_mean, needed=peak.needed, slo_met=peak.slo_met,
+                   why=f"{peak.why} (the peak: {ratio:g} x the mean {load:.0f} tok/s, spec.load.peakToMeanRatio)")
+
+
 # Learning each variant's real capacity at the SLO from serving metrics (see docs/planner.md).
 LEARN_MIN_UTILIZATION = 0.2  # below this the p95 ITL is mostly fixed cost and noise: nothing is learned
 LEARN_RATE = 0.5  # weight of this pass's observation (geometric average with the previous factor)
@@ -293,7 +305,7 @@ def plan(spec: GreenModelSpec, catalog: ModelCatalogSpec, observed: Observed, no
             if bad:
                 reject(v.name, None, product, reason, message, required=ttft_slo, limit=floor_ms)
                 continue
-            sizing = pm.size(spec, load, spec.min_replicas, spec.max_replicas)
+            sizing = _size_for_peak(pm, spec, load)
             emb = gpu.embodied_kilograms * 1000.0 / (gpu.lifetime_years * HOURS_PER_YEAR)
             pairs.append(_Pair(v, prof, sizing, pm.gpus_per_replica, emb, table.batches[pm.idx]))
 
