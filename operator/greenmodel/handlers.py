@@ -93,6 +93,7 @@ class Runtime:
     # accounting_flush_seconds (so an idle GreenModel is not rewritten every tick).
     emissions: dict[Key, Any] = field(default_factory=dict)
     accounting_flush_seconds: float = 3600.0
+    measured: dict[Key, dict] = field(default_factory=dict)  # freshest status.measured (written rarely)
 
     @classmethod
     def create(cls, settings, *, config_path: str | None = None, kubeconfig: str | None = None,
@@ -294,6 +295,7 @@ def build_registry(rt: Runtime) -> kopf.OperatorRegistry:
             rt.queue.forget(key)
             rt.capacity_exclusions.pop(key, None)
             rt.emissions.pop(key, None)
+            rt.measured.pop(key, None)
             rt.last_metrics.pop(key, None)
             rt.learned.pop(key, None)
             obs.forget_object(*key)
@@ -740,36 +742,56 @@ def _stable(status: dict) -> dict:
 
 
 def publish_status(rt: Runtime, body: dict, status: dict) -> bool:
-    """Write status unless it equals the stored one up to timestamps and dwell counters."""
+    """Write status unless it equals the stored one up to timestamps and dwell counters.
+
+    ``emissions`` and ``measured`` reach status on their own rare cadence (see ``account`` and
+    ``measured_status``); when a write happens anyway, it carries their freshest in-memory values
+    at no extra cost.
+    """
     live = body.get("status") or {}
     # Keys we published before but not now are cleared (None -> merge-patch delete), except the
-    # emissions totals, which only the accounting path advances.
-    full = {k: status.get(k, live.get(k) if k == "emissions" else None)
+    # emissions totals and the last measurement, which only their own paths advance.
+    full = {k: status.get(k, live.get(k) if k in _KEPT_STATUS_KEYS else None)
             for k in set(status) | (set(live) & MANAGED_STATUS_KEYS)}
     if _stable({k: live.get(k) for k in full}) == _stable(full):
         return False
+    meta = body.get("metadata") or {}
+    key = (meta.get("namespace", ""), meta.get("name", ""))
+    if full.get("emissions") is not None and rt.emissions.get(key) is not None:
+        full["emissions"] = rt.emissions[key].to_k8s()
+    if full.get("measured") is not None and rt.measured.get(key) is not None:
+        full["measured"] = rt.measured[key]
     return write_status(rt, body, full)
 
 
 MANAGED_STATUS_KEYS = {"observedGeneration", "conditions", "variant", "region", "gpuProduct", "replicas",
-                       "readyReplicas", "placedSince", "intensity", "predicted", "decision", "alternatives",
-                       "emissions"}
+                       "readyReplicas", "placedSince", "intensity", "predicted", "measured", "decision",
+                       "alternatives", "emissions"}
+_KEPT_STATUS_KEYS = {"emissions", "measured"}
+# status.measured is rewritten when one of these moves by more than this share (or at the flush).
+_MEASURED_TRIGGERS = ("gpuPowerWatts", "outputTokensPerSecond")
+_MEASURED_MOVE = 0.25
 
 
 def account(rt: Runtime, key: Key, body: dict, c, catalog, serving_pods: int, now: datetime,
             metrics=None) -> dict | None:
     """status.emissions: fold the time since the last pass into the running totals.
 
-    Energy is the measured GPU energy from Prometheus when the serving metrics carry it for the
-    whole interval, else the planner's predicted IT power x time (labelled Estimated); intensity
-    and PUE are those of this pass (passes are at most one timer interval apart, so the hour is
-    right to within it); embodied is the catalog's kg per GPU over its lifetime for the GPUs of the
-    serving pods. Totals advance in memory on every pass and reach status at most every
-    ``accounting_flush_seconds``; after a restart they resume from status (``advance_status``
-    ignores intervals already counted, so a repeated pass never double-counts).
+    Energy is the measured GPU energy from Prometheus when this pass's serving metrics are
+    Available and carry it (the energy counter's mean power over the rate window x the interval,
+    or the power gauge x the interval: ``planning.accounting.measured_energy_joules``), labelled
+    Measured; else the planner's predicted IT power x time, labelled Estimated. Output tokens are
+    the measured tokens/s x the interval when known, else the planned load. Intensity and PUE are
+    those of this pass (passes are at most one timer interval apart, so the hour is right to within
+    it); embodied is the catalog's kg per GPU over its lifetime for the GPUs of the serving pods.
+    Each accounted interval adds to the Prometheus counters. Totals advance in memory on every pass
+    and reach status at most every ``accounting_flush_seconds``, or once when the energy label
+    changes (Estimated -> Measured/Mixed: at most twice in a life); after a restart they resume from
+    status (``advance_status`` ignores intervals already counted, so a repeated pass never
+    double-counts).
     """
     from greenmodel.api.v1alpha1 import Emissions
-    from greenmodel.planning.accounting import advance_status, pass_interval
+    from greenmodel.planning.accounting import advance_status, measured_energy_joules, pass_interval
 
     stored_raw = (body.get("status") or {}).get("emissions")
     stored = None
@@ -783,24 +805,84 @@ def account(rt: Runtime, key: Key, body: dict, c, catalog, serving_pods: int, no
         prev = Emissions(since=now, updated=now)
     elif serving_pods > 0 and now > prev.updated:
         gpu = catalog.spec.gpu(c.gpu_product)
+        seconds = (now - prev.updated).total_seconds()
+        live = metrics if metrics is not None and metrics.available else None
+        joules = None
+        if live is not None:
+            joules, _basis = measured_energy_joules(seconds, window_energy_joules=live.gpu_energy_joules,
+                                                    window_seconds=live.window_seconds,
+                                                    power_watts=live.gpu_power_watts)
+        tps = live.output_tokens_per_second if live is not None else None
+        tokens, token_source = ((tps * seconds, "Measured") if tps is not None
+                                else (c.load_tokens_per_second * seconds, "Planned"))
         try:
             interval = pass_interval(
                 start=prev.updated, end=now, region=c.region, gpus_reserved=serving_pods * c.gpus_per_replica,
                 embodied_kg_per_gpu=gpu.embodied_kilograms if gpu else 0.0,
                 lifetime_years=gpu.lifetime_years if gpu else 4.0, pue=c.pue,
                 intensity_g_per_kwh=c.intensity.grams_per_kwh, intensity_source=c.intensity.source,
-                output_tokens=c.load_tokens_per_second * (now - prev.updated).total_seconds(),
-                estimated_power_watts=c.power_watts * serving_pods / max(1, c.replicas))
-            prev = advance_status(prev, interval)
+                output_tokens=tokens, estimated_power_watts=c.power_watts * serving_pods / max(1, c.replicas),
+                measured_energy_joules=joules, gpu_product=c.gpu_product, output_tokens_source=token_source)
+            advanced = advance_status(prev, interval)
+            if advanced is not prev:
+                obs.record_accounted(key[0], key[1], interval)
+            prev = advanced
         except ValueError as exc:
             log.warning("emissions accounting for %s/%s skipped: %s", key[0], key[1], exc)
     else:
         prev = prev.model_copy(update={"updated": now})  # nothing served: nothing to count
     rt.emissions[key] = prev
     flushed = stored.updated if stored is not None and stored.updated else None
-    if flushed is None or (now - flushed).total_seconds() >= rt.accounting_flush_seconds:
+    relabelled = stored is not None and prev.energy_joules > 0 and prev.energy_source != stored.energy_source
+    if flushed is None or relabelled or (now - flushed).total_seconds() >= rt.accounting_flush_seconds:
         return prev.to_k8s()
     return stored_raw
+
+
+def measured_status(rt: Runtime, key: Key, body: dict, metrics, held: bool, now: datetime) -> dict | None:
+    """status.measured: what the serving metrics show, beside status.predicted.
+
+    From this pass's metrics when Available (unknown figures absent, never 0). Status gets a new
+    block only when it appears, when the meter or pod count changes, when GPU power or output
+    tokens/s move by more than 25 % from the stored block, or when the stored one is older than the
+    accounting flush; otherwise the stored block stays, so serving noise causes no writes. While
+    metrics are unavailable the last block stays as long as the planner holds the last metrics
+    (``held``; its ``observedAt`` says how old), then it is cleared.
+    """
+    from greenmodel.api.v1alpha1 import Measured, MeterKind
+
+    stored = (body.get("status") or {}).get("measured")
+    if metrics is None or not metrics.available:
+        rt.measured.pop(key, None)
+        return stored if held else None
+    ms = lambda s: None if s is None else _r(s * 1000)  # noqa: E731
+    meter = {"dcgm": MeterKind.DCGM, "kepler": MeterKind.KEPLER}.get(metrics.energy_source or "")
+    fresh = Measured(
+        gpu_power_watts=_r(metrics.gpu_power_watts), joules_per_token=_r(metrics.gpu_energy_joules_per_output_token),
+        output_tokens_per_second=_r(metrics.output_tokens_per_second),
+        requests_per_second=_r(metrics.request_rate_per_second),
+        ttft_p95_milliseconds=ms(metrics.ttft_p95_seconds), inter_token_p95_milliseconds=ms(metrics.itl_p95_seconds),
+        energy_source=meter, pods=metrics.pods, window_seconds=metrics.window_seconds,
+        observed_at=metrics.observed_at).to_k8s()
+    rt.measured[key] = fresh
+    if not stored:
+        return fresh
+    for k in ("energySource", "pods", "windowSeconds"):
+        if stored.get(k) != fresh.get(k):
+            return fresh
+    for k in _MEASURED_TRIGGERS:
+        a, b = stored.get(k), fresh.get(k)
+        if (a is None) != (b is None):
+            return fresh
+        if a is not None and abs(b - a) > _MEASURED_MOVE * max(abs(a), 1e-9):
+            return fresh
+    try:
+        at = datetime.fromisoformat(str(stored.get("observedAt")).replace("Z", "+00:00"))
+    except ValueError:
+        return fresh
+    if (now - at).total_seconds() >= rt.accounting_flush_seconds:
+        return fresh
+    return stored
 
 
 def _conditions(body: dict, wanted: list, generation: int | None, now: datetime) -> list[dict]:
@@ -835,15 +917,25 @@ def _carbon_condition(plan, problems: dict[str, str]):
 
 
 def _metrics_condition(o: Observation):
+    """MetricsAvailable: are serving metrics live, what is held meanwhile, and what energy is used."""
     from greenmodel.kube.conditions import Cond
 
     m = o.metrics
+    held = o.observed.metrics
     if m is None:
         return Cond("MetricsAvailable", False, "NotConfigured",
-                    "no Prometheus configured; planning from spec.load")
+                    "no Prometheus configured; planning from spec.load; emissions use estimated energy")
     ok, reason, message = m.condition()
-    if not ok and o.observed.metrics is not None:
-        message += "; holding the last metrics within missingData.maxHoldSeconds"
+    if ok:
+        meter = {"dcgm": "DCGM", "kepler": "Kepler"}.get(m.energy_source or "")
+        message += (f"; GPU energy measured by {meter}" if meter else
+                    "; no GPU energy series (DCGM or Kepler) for these pods: emissions use estimated energy")
+    elif held is not None and held.timestamp is not None:
+        message += (f"; holding the metrics observed at {held.timestamp.strftime('%Y-%m-%dT%H:%M:%SZ')} "
+                    "within missingData.maxHoldSeconds (replicas kept at least as planned from them); "
+                    "emissions use estimated energy meanwhile")
+    else:
+        message += "; planning from spec.load; emissions use estimated energy"
     return Cond("MetricsAvailable", bool(ok), reason or ("Available" if ok else "Unavailable"), message)
 
 
@@ -1107,15 +1199,20 @@ def reconcile_pass(rt: Runtime, body: dict) -> float | None:
                                      zone=inten.zone[:63], timestamp=inten.timestamp,
                                      kind=inten.kind).to_k8s(),
         "predicted": _predicted(c),
+        "measured": measured_status(rt, key, body, o.metrics, o.observed.metrics is not None, now),
         "decision": Decision(reason=plan.reason[:63], message=obs.one_line(plan.message, 4096), time=now,
                              kept_current=plan.kept_current).to_k8s(),
         "alternatives": _alternatives(plan),
-        "emissions": account(rt, key, body, c, catalog, ready_pods if serving_desired else 0, now),
+        "emissions": account(rt, key, body, c, catalog, ready_pods if serving_desired else 0, now,
+                             metrics=o.metrics),
     }
     publish_status(rt, body, status)
     obs.set_if(obs.REPLICAS, float(c.replicas), ns, name)
     obs.set_if(obs.PREDICTED_GRAMS, c.g_per_mtok, ns, name)
     obs.set_if(obs.PREDICTED_POWER, c.power_watts * c.pue, ns, name)
+    obs.set_if(obs.PREDICTED_GPU_POWER, c.power_watts, ns, name)
+    obs.set_if(obs.MEASURED_GPU_POWER, o.metrics.gpu_power_watts if o.metrics is not None and o.metrics.available
+               else None, ns, name)
     if dep_changed or svc_changed or actions.delete:
         olog.info("%s: %s x%d (%s)%s", plan.reason, where(desired), c.replicas, actions.phase,
                   f"; {actions.message}" if actions.message else "")

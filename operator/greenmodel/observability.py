@@ -70,17 +70,57 @@ PREDICTED_GRAMS = Gauge(
 PREDICTED_POWER = Gauge(
     "greenmodel_predicted_power_watts", "Predicted power of the chosen placement (incl. PUE).",
     ["namespace", "name"], registry=REGISTRY)
+PREDICTED_GPU_POWER = Gauge(
+    "greenmodel_predicted_gpu_power_watts",
+    "Predicted GPU (IT) power of the chosen placement at the planned load, before PUE.", ["namespace", "name"],
+    registry=REGISTRY)
+MEASURED_GPU_POWER = Gauge(
+    "greenmodel_measured_gpu_power_watts",
+    "Measured GPU power of the serving pods (DCGM power, else the rate of Kepler GPU joules); absent when unknown.",
+    ["namespace", "name"], registry=REGISTRY)
+# Accounting counters: each accounted interval adds to them (they restart from 0 with the operator,
+# as Prometheus counters do; status.emissions holds the totals that survive restarts).
+ENERGY_JOULES_TOTAL = Counter(
+    "greenmodel_energy_joules_total",
+    "GPU (IT) energy accounted per GreenModel, by source (measured: DCGM/Kepler; estimated: the planner's model).",
+    ["namespace", "name", "source"], registry=REGISTRY)
+EMISSIONS_GRAMS_TOTAL = Counter(
+    "greenmodel_emissions_grams_total",
+    "gCO2e accounted per GreenModel by scope (2: location-based operational, energy x PUE x intensity; "
+    "3: embodied share of the reserved GPUs).", ["namespace", "name", "scope"], registry=REGISTRY)
+OUTPUT_TOKENS_TOTAL = Counter(
+    "greenmodel_output_tokens_total",
+    "Output tokens accounted per GreenModel (measured by vLLM when available, else the planned load).",
+    ["namespace", "name"], registry=REGISTRY)
 
-_PER_OBJECT = (REPLICAS, READY_REPLICAS, PREDICTED_GRAMS, PREDICTED_POWER)
+_PER_OBJECT = (REPLICAS, READY_REPLICAS, PREDICTED_GRAMS, PREDICTED_POWER, PREDICTED_GPU_POWER, MEASURED_GPU_POWER,
+               OUTPUT_TOKENS_TOTAL)
+# Per-object series with one more label, and its bounded values.
+_PER_OBJECT_EXTRA = ((ENERGY_JOULES_TOTAL, ("measured", "estimated")), (EMISSIONS_GRAMS_TOTAL, ("2", "3")))
 
 
 def forget_object(namespace: str, name: str) -> None:
     """Drop the per-GreenModel series of a deleted object (keeps label cardinality bounded)."""
-    for gauge in _PER_OBJECT:
+    for metric in _PER_OBJECT:
         try:
-            gauge.remove(namespace, name)
+            metric.remove(namespace, name)
         except KeyError:
             pass
+    for metric, values in _PER_OBJECT_EXTRA:
+        for v in values:
+            try:
+                metric.remove(namespace, name, v)
+            except KeyError:
+                pass
+
+
+def record_accounted(namespace: str, name: str, interval) -> None:
+    """Add one accounted interval (planning.accounting.Interval) to the per-GreenModel counters."""
+    source = "measured" if interval.energy_source == "Measured" else "estimated"
+    ENERGY_JOULES_TOTAL.labels(namespace, name, source).inc(interval.energy_kwh * 3.6e6)
+    EMISSIONS_GRAMS_TOTAL.labels(namespace, name, "2").inc(interval.scope2_g)
+    EMISSIONS_GRAMS_TOTAL.labels(namespace, name, "3").inc(interval.embodied_g)
+    OUTPUT_TOKENS_TOTAL.labels(namespace, name).inc(interval.output_tokens)
 
 
 def set_if(gauge: Gauge, value: float | None, *labels: str) -> None:

@@ -35,6 +35,7 @@ API_VERSION = f"{GROUP}/{VERSION}"
 MAX_ALTERNATIVES = 10
 MAX_VARIANTS = 64
 MAX_REGIONS = 32
+MAX_DAILY_BUCKETS = 35  # status.emissions.daily: one bucket per UTC day, oldest dropped
 DNS_LABEL = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"  # lowercase, digits, - and . (e.g. llama-3.1-8b)
 # A region/GPU product label value (Kubernetes label value syntax).
 LABEL_VALUE = r"^[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$"
@@ -114,6 +115,18 @@ class EnergySourceKind(_Str):
     MEASURED = "Measured"
     ESTIMATED = "Estimated"
     MIXED = "Mixed"
+
+
+class MeterKind(_Str):
+    """Where measured GPU energy comes from."""
+
+    DCGM = "DCGM"  # NVIDIA DCGM exporter: DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION / DCGM_FI_DEV_POWER_USAGE
+    KEPLER = "Kepler"  # kepler_pod_gpu_joules_total
+
+
+class TokenSourceKind(_Str):
+    MEASURED = "Measured"  # vllm:generation_tokens rate
+    PLANNED = "Planned"  # the load the planner sized for (observed earlier or spec.load)
 
 
 # --------------------------------------------------------------------------------------------
@@ -321,17 +334,75 @@ class Alternative(_Model):
     message: Annotated[str, Field(max_length=1024)] = ""
 
 
-class Emissions(_Model):
-    """Accounting since the GreenModel was first placed (filled by the operator)."""
+class Measured(_Model):
+    """What the serving metrics show now (Prometheus: vLLM, DCGM or Kepler), beside `predicted`.
 
+    Absent fields are unknown (no series, or Prometheus unreachable), never 0. Refreshed in status
+    when a figure moves by more than a quarter, when the meter changes, or at the accounting flush.
+    """
+
+    gpu_power_watts: Annotated[float | None, Field(ge=0, description=(
+        "GPU power of all serving pods, W (DCGM power, else the rate of Kepler's GPU joules); "
+        "compare with predicted.powerWatts."))] = None
+    joules_per_token: Annotated[float | None, Field(ge=0, description=(
+        "GPU energy per output token over the rate window, J; compare with predicted.joulesPerToken."))] = None
+    output_tokens_per_second: Annotated[float | None, Field(ge=0)] = None
+    requests_per_second: Annotated[float | None, Field(ge=0)] = None
+    ttft_p95_milliseconds: Annotated[float | None, Field(ge=0)] = None
+    inter_token_p95_milliseconds: Annotated[float | None, Field(ge=0)] = None
+    energy_source: MeterKind | None = Field(default=None, description="Meter of the GPU energy; absent: none.")
+    pods: Annotated[int | None, Field(ge=0, description="Pods reporting vLLM metrics.")] = None
+    window_seconds: Annotated[float | None, Field(ge=0, description="Prometheus rate window.")] = None
+    observed_at: datetime | None = None
+
+
+class EmissionsInputs(_Model):
+    """The inputs of the last accounted interval: what a report cites beside the figures."""
+
+    region: Annotated[str | None, Field(max_length=63)] = None
+    gpu_product: Annotated[str | None, Field(max_length=63)] = None
+    gpus: Annotated[float | None, Field(ge=0, description="GPUs reserved by the serving pods.")] = None
+    pue: Annotated[float | None, Field(ge=1)] = None
+    grams_per_kilowatt_hour: Annotated[float | None, Field(ge=0, description="Grid intensity used.")] = None
+    intensity_source: Annotated[str | None, Field(max_length=63)] = None
+    embodied_kilograms_per_gpu: Annotated[float | None, Field(ge=0, description=(
+        "Embodied kgCO2e per GPU (its server share included), from the ModelCatalog."))] = None
+    lifetime_years: Annotated[float | None, Field(gt=0)] = None
+    energy_source: EnergySourceKind | None = None
+    output_tokens_source: TokenSourceKind | None = None
+
+
+class DailyEmissions(_Model):
+    """One UTC day of accounting (intervals that cross midnight are split by time)."""
+
+    date: Annotated[str, Field(pattern=r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$", max_length=10, description="UTC day.")]
     energy_joules: Annotated[float, Field(ge=0)] = 0
-    energy_source: EnergySourceKind = EnergySourceKind.ESTIMATED
+    measured_energy_joules: Annotated[float, Field(ge=0)] = 0
     scope2_grams: Annotated[float, Field(ge=0)] = 0
     scope3_grams: Annotated[float, Field(ge=0)] = 0
+    output_tokens: Annotated[float, Field(ge=0)] = 0
+
+
+class Emissions(_Model):
+    """Accounting since the GreenModel was first placed (filled by the operator).
+
+    Written to status at most every accounting flush (an hour by default), when the energy label
+    changes, or together with a status write made for another reason.
+    """
+
+    energy_joules: Annotated[float, Field(ge=0, description="GPU (IT) energy, before PUE.")] = 0
+    measured_energy_joules: Annotated[float, Field(ge=0, description="Part of energyJoules measured (DCGM/Kepler).")] = 0
+    estimated_energy_joules: Annotated[float, Field(ge=0, description="Part of energyJoules estimated by the planner's model.")] = 0
+    energy_source: EnergySourceKind = EnergySourceKind.ESTIMATED
+    scope2_grams: Annotated[float, Field(ge=0, description="Location-based: energy x PUE x grid intensity.")] = 0
+    scope3_grams: Annotated[float, Field(ge=0, description="Embodied share of the reserved GPUs.")] = 0
     output_tokens: Annotated[float, Field(ge=0)] = 0
     sci_grams_per_thousand_tokens: float | None = None
     since: datetime | None = None
     updated: datetime | None = None
+    inputs: EmissionsInputs | None = None
+    daily: Annotated[list[DailyEmissions], Field(max_length=MAX_DAILY_BUCKETS, description=(
+        f"UTC days, oldest first; at most {MAX_DAILY_BUCKETS}, the oldest dropped."))] = Field(default_factory=list)
 
 
 class Decision(_Model):
@@ -355,6 +426,7 @@ class GreenModelStatus(_Model):
     placed_since: datetime | None = Field(default=None, description="When the current variant/region/GPU was chosen.")
     intensity: IntensityStatus | None = None
     predicted: Predicted | None = None
+    measured: Measured | None = None
     decision: Decision | None = None
     alternatives: Annotated[list[Alternative], Field(max_length=MAX_ALTERNATIVES)] = Field(default_factory=list)
     emissions: Emissions | None = None
@@ -584,12 +656,13 @@ def parse_status(body: Any) -> GreenModelStatus | None:
 
 
 __all__ = [
-    "GROUP", "VERSION", "API_VERSION", "MAX_ALTERNATIVES",
+    "GROUP", "VERSION", "API_VERSION", "MAX_ALTERNATIVES", "MAX_DAILY_BUCKETS",
     "Policy", "Precision", "Architecture", "CarbonFallback", "ConditionStatus", "IntensityKind",
-    "EnergySourceKind",
+    "EnergySourceKind", "MeterKind", "TokenSourceKind",
     "ModelSelector", "QualityFloor", "LatencySLO", "CarbonSLO", "LoadPrior", "Placement", "Hysteresis",
     "MissingData", "GreenModelSpec",
-    "Condition", "IntensityStatus", "Predicted", "Alternative", "Emissions", "Decision", "GreenModelStatus",
+    "Condition", "IntensityStatus", "Predicted", "Measured", "Alternative", "EmissionsInputs",
+    "DailyEmissions", "Emissions", "Decision", "GreenModelStatus",
     "GreenModel",
     "BatchPoint", "Runtime", "Profile", "ModelVariant", "GPUProduct", "ModelCatalogSpec", "ModelCatalog",
     "InvalidObject", "parse_greenmodel", "parse_modelcatalog", "parse_status",

@@ -24,13 +24,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable, Literal
 
 EnergySource = Literal["Measured", "Estimated"]
 EnergyLabel = Literal["Measured", "Estimated", "Mixed", "None"]
 
 SECONDS_PER_HOUR = 3600.0
+HOURS_PER_YEAR = 8760.0
 JOULES_PER_KWH = 3.6e6
 TOKENS_PER_SCI_UNIT = 1000.0  # R: one thousand output tokens
 
@@ -124,6 +125,9 @@ class Interval:
     # derived
     scope2_g: float = 0.0
     embodied_g: float = 0.0
+    # descriptive (reported as inputs; no effect on the figures)
+    gpu_product: str | None = None
+    output_tokens_source: str | None = None  # Measured | Planned
 
     @property
     def hours(self) -> float:
@@ -145,6 +149,8 @@ def make_interval(
     gpus_per_server: float,
     lifetime_hours: float,
     output_tokens: float,
+    gpu_product: str | None = None,
+    output_tokens_source: str | None = None,
 ) -> Interval:
     if end <= start:
         raise ValueError(f"interval end {end} must be after start {start}")
@@ -170,6 +176,8 @@ def make_interval(
         output_tokens=float(output_tokens),
         scope2_g=s2,
         embodied_g=emb,
+        gpu_product=gpu_product,
+        output_tokens_source=output_tokens_source,
     )
 
 
@@ -300,15 +308,51 @@ class EmissionsAccumulator:
 # ------------------------------------------------------------------------------------------------
 
 
-def advance_status(prev, interval: Interval):
+def day_shares(start: datetime, end: datetime) -> list[tuple[str, float]]:
+    """The UTC days ``start..end`` covers, each with its share of the interval's duration (sum 1)."""
+    if end <= start:
+        raise ValueError(f"interval end {end} must be after start {start}")
+    total = (end - start).total_seconds()
+    out: list[tuple[str, float]] = []
+    t = start.astimezone(timezone.utc)
+    end_utc = end.astimezone(timezone.utc)
+    while t < end_utc:
+        midnight = datetime(t.year, t.month, t.day, tzinfo=timezone.utc) + timedelta(days=1)
+        piece_end = min(midnight, end_utc)
+        out.append((t.date().isoformat(), (piece_end - t).total_seconds() / total))
+        t = piece_end
+    return out
+
+
+def add_to_daily(daily: list, interval: Interval, max_days: int) -> list:
+    """``daily`` (api.v1alpha1.DailyEmissions, oldest first) + ``interval`` split by UTC day by
+    time share; at most ``max_days`` buckets kept, the oldest dropped."""
+    from greenmodel.api.v1alpha1 import DailyEmissions
+
+    buckets = {d.date: d.model_copy() for d in daily}
+    joules = interval.energy_kwh * JOULES_PER_KWH
+    measured = joules if interval.energy_source == "Measured" else 0.0
+    for day, share in day_shares(interval.start, interval.end):
+        b = buckets.get(day) or DailyEmissions(date=day)
+        b.energy_joules += joules * share
+        b.measured_energy_joules += measured * share
+        b.scope2_grams += interval.scope2_g * share
+        b.scope3_grams += interval.embodied_g * share
+        b.output_tokens += interval.output_tokens * share
+        buckets[day] = b
+    return [buckets[d] for d in sorted(buckets)][-max_days:]
+
+
+def advance_status(prev, interval: Interval, *, max_days: int | None = None):
     """New ``status.emissions`` (api.v1alpha1.Emissions) = ``prev`` + ``interval``.
 
     ``prev`` may be None (first pass). An interval that ends at or before ``prev.updated`` was
     already counted (kopf may repeat a pass) and is ignored: the totals are returned unchanged, so a
     repeated pass never double-counts. The energy label becomes Mixed once measured and estimated
-    intervals have both been counted.
+    intervals have both been counted. The measured/estimated split, the inputs of this interval and
+    the UTC-day buckets (at most ``max_days``, default ``MAX_DAILY_BUCKETS``) advance with it.
     """
-    from greenmodel.api.v1alpha1 import Emissions, EnergySourceKind
+    from greenmodel.api.v1alpha1 import MAX_DAILY_BUCKETS, Emissions, EmissionsInputs, EnergySourceKind
 
     if prev is not None and prev.updated is not None and interval.end <= prev.updated:
         return prev
@@ -322,11 +366,42 @@ def advance_status(prev, interval: Interval):
         label = src
     else:
         label = prev.energy_source if prev.energy_source == src else EnergySourceKind.MIXED
+    joules = interval.energy_kwh * JOULES_PER_KWH
+    measured = prev.measured_energy_joules if prev else 0.0
+    estimated = prev.estimated_energy_joules if prev else 0.0
+    if prev is not None and prev.energy_joules > 0 and measured + estimated == 0:
+        # Totals written before the split existed: attribute them by their label (Mixed: unknown
+        # split, counted as estimated, the conservative side).
+        if prev.energy_source == EnergySourceKind.MEASURED:
+            measured = prev.energy_joules
+        else:
+            estimated = prev.energy_joules
+    if src == EnergySourceKind.MEASURED:
+        measured += joules
+    else:
+        estimated += joules
     scope2 = (prev.scope2_grams if prev else 0.0) + interval.scope2_g
     scope3 = (prev.scope3_grams if prev else 0.0) + interval.embodied_g
     tokens = (prev.output_tokens if prev else 0.0) + interval.output_tokens
+    per_server = interval.gpus_per_server or 1.0
+    inputs = EmissionsInputs(
+        region=interval.region[:63] or None,
+        gpu_product=(interval.gpu_product or "")[:63] or None,
+        gpus=interval.gpus_reserved,
+        pue=interval.pue,
+        grams_per_kilowatt_hour=interval.intensity_g_per_kwh,
+        intensity_source=interval.intensity_source[:63] or None,
+        embodied_kilograms_per_gpu=interval.embodied_kgco2e / per_server,
+        lifetime_years=interval.lifetime_hours / HOURS_PER_YEAR,
+        energy_source=src,
+        output_tokens_source=interval.output_tokens_source,
+    )
+    daily = add_to_daily(prev.daily if prev else [], interval,
+                         MAX_DAILY_BUCKETS if max_days is None else max_days)
     return Emissions(
-        energy_joules=(prev.energy_joules if prev else 0.0) + interval.energy_kwh * JOULES_PER_KWH,
+        energy_joules=(prev.energy_joules if prev else 0.0) + joules,
+        measured_energy_joules=measured,
+        estimated_energy_joules=estimated,
         energy_source=label,
         scope2_grams=scope2,
         scope3_grams=scope3,
@@ -334,7 +409,42 @@ def advance_status(prev, interval: Interval):
         sci_grams_per_thousand_tokens=sci_per_thousand_tokens(scope2, scope3, tokens),
         since=(prev.since if prev and prev.since else interval.start),
         updated=interval.end,
+        inputs=inputs,
+        daily=daily,
     )
+
+
+def measured_energy_joules(
+    seconds: float,
+    *,
+    window_energy_joules: float | None,
+    window_seconds: float | None,
+    power_watts: float | None,
+) -> tuple[float | None, str | None]:
+    """GPU energy of an interval of ``seconds`` from what Prometheus measured, and its basis.
+
+    * ``"counter"``: the energy counter's increase over the rate window (DCGM
+      ``DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION`` or Kepler ``kepler_pod_gpu_joules_total``) as a mean
+      power, times ``seconds``. It integrates between scrapes, so it is the best joules source.
+    * ``"power"``: the measured power gauge times ``seconds``, when the counter is unknown, or when
+      its mean power is below half the power gauge: Prometheus' ``increase()`` then covers only part
+      of the window (series younger than the window: pods just started), which would undercount.
+    * ``(None, None)``: nothing measured; the caller estimates (never 0 for unknown).
+    """
+    _check_finite_nonneg("seconds", seconds)
+    counter_w = None
+    if window_energy_joules is not None and window_seconds:
+        if not math.isfinite(window_energy_joules) or window_energy_joules < 0:
+            window_energy_joules = None  # a reset mid-window or garbage: not a measurement
+        else:
+            counter_w = window_energy_joules / window_seconds
+    if power_watts is not None and (not math.isfinite(power_watts) or power_watts < 0):
+        power_watts = None
+    if counter_w is not None and (power_watts is None or counter_w >= 0.5 * power_watts):
+        return counter_w * seconds, "counter"
+    if power_watts is not None:
+        return power_watts * seconds, "power"
+    return None, None
 
 
 def pass_interval(
@@ -351,6 +461,8 @@ def pass_interval(
     output_tokens: float,
     estimated_power_watts: float | None = None,
     measured_energy_joules: float | None = None,
+    gpu_product: str | None = None,
+    output_tokens_source: str | None = None,
 ) -> Interval:
     """The interval one reconcile pass accounts for, from what the reconciler has at hand.
 
@@ -379,6 +491,8 @@ def pass_interval(
         gpus_reserved=gpus_reserved,
         embodied_kgco2e=embodied_kg_per_gpu,
         gpus_per_server=1,
-        lifetime_hours=lifetime_years * 8760.0,
+        lifetime_hours=lifetime_years * HOURS_PER_YEAR,
         output_tokens=output_tokens,
+        gpu_product=gpu_product,
+        output_tokens_source=output_tokens_source,
     )
