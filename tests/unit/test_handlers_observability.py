@@ -75,3 +75,49 @@ def test_unknown_is_not_exported_as_zero():
     assert obs.PREDICTED_GRAMS.labels("ns", "x")._value.get() == 12.5
     obs.set_if(obs.PREDICTED_GRAMS, None, "ns", "x")
     assert ("ns", "x") not in {tuple(s.labels.values()) for m in obs.PREDICTED_GRAMS.collect() for s in m.samples}
+
+
+def test_accounting_series_are_scraped_with_base_units_and_removed_on_delete():
+    from datetime import datetime, timedelta, timezone
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from greenmodel.planning import accounting as acc
+
+    t0 = datetime(2026, 3, 1, tzinfo=timezone.utc)
+    kw = dict(region="r", gpus_reserved=2, embodied_kg_per_gpu=275, lifetime_years=4, pue=1.2,
+              intensity_g_per_kwh=100, intensity_source="s", output_tokens=9000)
+    # 0.5 kWh measured over 30 min, then 10 min estimated at 600 W (0.1 kWh)
+    m = acc.pass_interval(start=t0, end=t0 + timedelta(minutes=30), measured_energy_joules=1.8e6, **kw)
+    e = acc.pass_interval(start=t0 + timedelta(minutes=30), end=t0 + timedelta(minutes=40),
+                          estimated_power_watts=600, **kw)
+    obs.forget_object("obs-ns", "acct")
+    obs.record_accounted("obs-ns", "acct", m)
+    obs.record_accounted("obs-ns", "acct", e)
+    obs.set_if(obs.MEASURED_GPU_POWER, 3600.0, "obs-ns", "acct")
+    obs.set_if(obs.PREDICTED_GPU_POWER, 3400.0, "obs-ns", "acct")
+
+    def scrape() -> dict:
+        server = obs.serve_http(0, obs.Health(max_age_seconds=1000))
+        try:
+            text = urllib.request.urlopen(f"http://127.0.0.1:{server.server_port}/metrics", timeout=5).read().decode()
+        finally:
+            server.shutdown()
+        out = {}
+        for fam in text_string_to_metric_families(text):
+            for s in fam.samples:
+                if s.labels.get("name") == "acct":
+                    extra = s.labels.get("source") or s.labels.get("scope") or ""
+                    out[(s.name, extra)] = s.value
+        return out
+
+    got = scrape()
+    assert got[("greenmodel_energy_joules_total", "measured")] == pytest.approx(1.8e6)
+    assert got[("greenmodel_energy_joules_total", "estimated")] == pytest.approx(360_000)
+    assert got[("greenmodel_emissions_grams_total", "2")] == pytest.approx(0.6 * 1.2 * 100)
+    assert got[("greenmodel_emissions_grams_total", "3")] == pytest.approx(2 * 275e3 * (40 / 60) / 35040)
+    assert got[("greenmodel_output_tokens_total", "")] == 18000
+    assert got[("greenmodel_measured_gpu_power_watts", "")] == 3600
+    assert got[("greenmodel_predicted_gpu_power_watts", "")] == 3400
+    obs.forget_object("obs-ns", "acct")
+    assert scrape() == {}
