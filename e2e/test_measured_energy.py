@@ -91,9 +91,9 @@ def test_measured_energy_beside_prediction_and_prometheus_outage(cluster, api, n
         # The operator's own counters carry the same accounting.
         assert op.metric_sum("greenmodel_energy_joules_total") > 0
         assert op.metric_sum("greenmodel_measured_gpu_power_watts") > 0
-        replicas_before = st["replicas"]
 
         # -- Prometheus goes away: replicas are held, the condition says what happened.
+        replicas_before = gm_get(api, namespace, "chat")["status"]["replicas"]
         prom.stop()
         t_stop = time.monotonic()
         down = wait_for(lambda: (lambda g: g if _metrics_cond(g).get("status") == "False" else None)(
