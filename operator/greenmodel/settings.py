@@ -218,8 +218,13 @@ class PrometheusSettings(_Model):
     # The default assumes the scrape config maps pod labels with labelmap (app.kubernetes.io/instance
     # becomes app_kubernetes_io_instance), as kube-prometheus' PodMonitor relabelling commonly does.
     vllm_selector: str = 'namespace="{namespace}",app_kubernetes_io_instance="{instance}"'
-    dcgm_selector: str = 'namespace="{namespace}",pod=~"{instance}-.*"'
-    kepler_selector: str = 'container_namespace="{namespace}",pod_name=~"{instance}-.*"'
+    # DCGM and Kepler name pods, not GreenModels: match the names a Deployment gives its pods,
+    # "<greenmodel>-<10-hex placement hash>-<ReplicaSet hash>-<5 chars>", exactly (PromQL regexes are
+    # anchored), so "chat" never takes the energy of "chat-large". GreenModel names longer than 36
+    # characters are truncated in pod names and are not matched: their energy stays Estimated.
+    dcgm_selector: str = 'namespace="{namespace}",pod=~"{instance}-[0-9a-f]{{10}}-[a-z0-9]{{1,10}}-[a-z0-9]{{5}}"'
+    kepler_selector: str = ('container_namespace="{namespace}",'
+                            'pod_name=~"{instance}-[0-9a-f]{{10}}-[a-z0-9]{{1,10}}-[a-z0-9]{{5}}"')
 
 
 class NetworkSettings(_Model):

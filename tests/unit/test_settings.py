@@ -144,3 +144,25 @@ def test_secret_key_ref_credentials_resolved_lazily_by_the_reader():
     with pytest.raises(ProviderError) as e:
         provs["em"].latest("GB", "GB")
     assert e.value.reason is Reason.MISCONFIGURED and asked == [("greenmodel-carbon", "token")]
+
+
+def test_default_gpu_energy_selectors_match_exactly_the_pods_of_one_greenmodel():
+    # DCGM and Kepler know pods, not GreenModels: the default selectors must take the pods a Deployment of
+    # GreenModel "chat" creates, and never those of "chat-large" (PromQL regexes are fully anchored).
+    import re
+
+    from greenmodel.kube.names import Placement, deployment_name
+    from greenmodel.settings import PrometheusSettings
+
+    def pod_regex(selector: str) -> str:
+        sel = selector.format(namespace="ns", instance="chat", model="m")
+        return re.search(r'pod(?:_name)?=~"([^"]+)"', sel).group(1)
+
+    p = PrometheusSettings()
+    for selector in (p.dcgm_selector, p.kepler_selector):
+        rx = pod_regex(selector)
+        mine = deployment_name("chat", Placement("v", "europe-west2", "NVIDIA-L4")) + "-5d8f9c7b6d-x2k9q"
+        other = deployment_name("chat-large", Placement("v", "europe-west2", "NVIDIA-L4")) + "-5d8f9c7b6d-x2k9q"
+        assert re.fullmatch(rx, mine), (rx, mine)
+        assert not re.fullmatch(rx, other), (rx, other)
+        assert not re.fullmatch(rx, "chat-serving-0")

@@ -23,6 +23,7 @@ import argparse
 import bisect
 import csv
 import gzip
+import hashlib
 import heapq
 import io
 import json
@@ -129,12 +130,15 @@ class ServedModel:
     max_batch: int = 128
     kv_capacity_tokens: int = 400_000
     emit_newer_itl: bool = True  # vllm:inter_token_latency_seconds (newer vLLM) besides time_per_output_token
-    pod_names: list[str] | None = None  # real pod names (e2e); default "<instance>-serving-<i>"
+    pod_names: list[str] | None = None  # real pod names (e2e); default: Deployment-style names
 
     def pod_name(self, i: int) -> str:
+        """The i-th pod's name: from ``pod_names`` or, like a Deployment's pods,
+        ``<instance>-<10 hex>-<10 chars>-<5 chars>``."""
         if self.pod_names and i < len(self.pod_names):
             return self.pod_names[i]
-        return f"{self.instance}-serving-{i}"
+        h = hashlib.sha256(self.instance.encode()).hexdigest()
+        return f"{self.instance}-{h[:10]}-{h[10:20]}-{i:05d}"
 
 
 class WorkloadSimulator:
