@@ -741,6 +741,31 @@ def _stable(status: dict) -> dict:
     return s
 
 
+# Predictions move with every live load reading (and with what the planner learns); a status write
+# for each wobble would make a GreenModel with live metrics never idle. Their numbers count as changed
+# only beyond this relative tolerance (placement, replicas, reasons and conditions are still exact).
+PREDICTION_TOLERANCE = 0.1
+_TOLERANT_STATUS_KEYS = ("predicted", "alternatives")
+
+
+def _close(a, b, tol: float) -> bool:
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_close(a[k], b[k], tol) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_close(x, y, tol) for x, y in zip(a, b))
+    numbers = (int, float)
+    if isinstance(a, numbers) and isinstance(b, numbers) and not isinstance(a, bool) and not isinstance(b, bool):
+        return a == b or abs(a - b) <= tol * max(abs(a), abs(b))
+    return a == b
+
+
+def _unchanged(old: dict, new: dict) -> bool:
+    """Stored and wanted status (both through ``_stable``) are the same for the write-or-not decision."""
+    o, n = dict(old), dict(new)
+    pairs = [(o.pop(k, None), n.pop(k, None)) for k in _TOLERANT_STATUS_KEYS]
+    return o == n and all(_close(a, b, PREDICTION_TOLERANCE) for a, b in pairs)
+
+
 def publish_status(rt: Runtime, body: dict, status: dict) -> bool:
     """Write status unless it equals the stored one up to timestamps and dwell counters.
 
@@ -753,7 +778,7 @@ def publish_status(rt: Runtime, body: dict, status: dict) -> bool:
     # emissions totals and the last measurement, which only their own paths advance.
     full = {k: status.get(k, live.get(k) if k in _KEPT_STATUS_KEYS else None)
             for k in set(status) | (set(live) & MANAGED_STATUS_KEYS)}
-    if _stable({k: live.get(k) for k in full}) == _stable(full):
+    if _unchanged(_stable({k: live.get(k) for k in full}), _stable(full)):
         return False
     meta = body.get("metadata") or {}
     key = (meta.get("namespace", ""), meta.get("name", ""))

@@ -355,3 +355,21 @@ def test_prometheus_gone_holds_replicas_and_says_so():
     w.now += timedelta(seconds=1200)  # beyond maxHoldSeconds: back to the spec prior (500 tok/s)
     w.run()
     assert 1 <= w.gm()["status"]["replicas"] < busy
+
+
+def test_prediction_wobble_below_the_tolerance_writes_no_status():
+    base = {"replicas": 2, "predicted": {"powerWatts": 500.0, "outputTokensPerSecond": 1000.0, "gpus": 2},
+            "alternatives": [{"variant": "a", "replicas": 3, "gramsPerMillionTokens": 12.0}]}
+    wobble = copy.deepcopy(base)
+    wobble["predicted"].update(powerWatts=530.0, outputTokensPerSecond=960.0)
+    wobble["alternatives"][0]["gramsPerMillionTokens"] = 12.9
+    assert handlers._unchanged(handlers._stable(base), handlers._stable(wobble))
+    moved = copy.deepcopy(base)
+    moved["predicted"]["outputTokensPerSecond"] = 1200.0  # 17 % more load: worth a write
+    assert not handlers._unchanged(handlers._stable(base), handlers._stable(moved))
+    rescaled = copy.deepcopy(base)
+    rescaled["replicas"] = 3  # exact fields stay exact
+    assert not handlers._unchanged(handlers._stable(base), handlers._stable(rescaled))
+    other = copy.deepcopy(base)
+    other["alternatives"][0]["variant"] = "b"
+    assert not handlers._unchanged(handlers._stable(base), handlers._stable(other))
