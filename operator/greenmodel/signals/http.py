@@ -4,9 +4,11 @@
   https only, unless the host is listed in ``network.allowInsecureHttpHosts`` (local tests).
 - The host is resolved before each request and refused if any address is loopback, link-local,
   private, shared (100.64/10), multicast or otherwise not globally routable, unless the host is
-  listed in ``allowPrivateHosts`` or ``allowInsecureHttpHosts``. (Known gap: the connection makes
-  its own DNS lookup after this check, so a DNS answer that changes between the two is not caught;
-  an egress NetworkPolicy is the belt to these braces.)
+  listed in ``allowPrivateHosts`` or ``allowInsecureHttpHosts``. The connection makes its own DNS
+  lookup, so the address it actually reached is checked again on the connected socket, before TLS
+  and before a byte of the request is sent (``PeerCheckingAdapter``): a DNS answer that changes
+  between the two (DNS rebinding) is refused as ``UnsafeDestination``. (With
+  ``useEnvironmentProxies`` the peer is the proxy and this second check is skipped.)
 - Redirects are never followed (a 3xx is an error: ``RedirectRefused``), so a provider cannot
   send us, with our token, to another host.
 - Connect and read timeouts are bounded, the whole body must arrive within connect + 2 x read,
@@ -27,6 +29,7 @@ from typing import Any, Callable, Mapping
 from urllib.parse import urlsplit
 
 import requests
+import requests.adapters
 
 from .carbon.base import ProviderError, Reason
 
@@ -43,6 +46,71 @@ def is_public_address(addr: str) -> bool:
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
     return bool(ip.is_global) and not ip.is_multicast
+
+
+class UnsafePeer(ConnectionError):
+    """The connected socket's peer is an address the policy refuses (raised before any byte is sent)."""
+
+
+def _peer_checked(conn_cls, allowed: Callable[[str, str], bool]):
+    class Checked(conn_cls):
+        def _new_conn(self):
+            sock = super()._new_conn()
+            try:
+                peer = sock.getpeername()[0]
+            except OSError:
+                sock.close()
+                raise
+            if not allowed(self.host, peer):
+                sock.close()
+                raise UnsafePeer(f"{self.host} connected to non-public address {peer}")
+            return sock
+
+    Checked.__name__ = f"PeerChecked{conn_cls.__name__}"
+    return Checked
+
+
+class PeerCheckingAdapter(requests.adapters.HTTPAdapter):
+    """A requests adapter whose connections check the address they actually reached
+    (``allowed(host, peer_ip)``) right after the TCP connect, before TLS or the request."""
+
+    def __init__(self, allowed: Callable[[str, str], bool], **kw) -> None:
+        self._allowed = allowed
+        super().__init__(**kw)
+
+    def init_poolmanager(self, *args, **kwargs) -> None:
+        from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+        super().init_poolmanager(*args, **kwargs)
+        allowed = self._allowed
+        http_pool = type("PeerCheckedHTTPPool", (HTTPConnectionPool,),
+                         {"ConnectionCls": _peer_checked(HTTPConnectionPool.ConnectionCls, allowed)})
+        https_pool = type("PeerCheckedHTTPSPool", (HTTPSConnectionPool,),
+                          {"ConnectionCls": _peer_checked(HTTPSConnectionPool.ConnectionCls, allowed)})
+        self.poolmanager.pool_classes_by_scheme = {"http": http_pool, "https": https_pool}
+
+    def __getstate__(self):  # pragma: no cover - requests pickles adapters only when asked to
+        raise TypeError("PeerCheckingAdapter is not picklable")
+
+
+def peer_policy(network) -> Callable[[str, str], bool]:
+    """``allowed(host, peer_ip)`` for ``network`` (settings.NetworkSettings): hosts listed in
+    allowPrivateHosts / allowInsecureHttpHosts may be anywhere; every other peer must be public."""
+
+    def allowed(host: str, peer: str) -> bool:
+        if host in network.allow_insecure_http_hosts or host in network.allow_private_hosts:
+            return True
+        return is_public_address(peer)
+
+    return allowed
+
+
+def mount_peer_check(session: requests.Session, network) -> requests.Session:
+    """Make every connection of ``session`` re-check its peer address (see the module docstring)."""
+    adapter = PeerCheckingAdapter(peer_policy(network))
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
 
 
 @dataclass(frozen=True)
@@ -90,6 +158,8 @@ class SafeHttpClient:
         self.session = session or requests.Session()
         self.session.trust_env = use_environment_proxies
         self.session.max_redirects = 0
+        if not use_environment_proxies:
+            mount_peer_check(self.session, network)
         self._resolve = resolver
         self._monotonic = monotonic
 
@@ -149,6 +219,12 @@ class SafeHttpClient:
             )
         except requests.exceptions.Timeout as exc:
             raise ProviderError(Reason.TIMEOUT, f"{_host(url)}: {type(exc).__name__}") from None
+        except requests.exceptions.ConnectionError as exc:
+            unsafe = find_unsafe_peer(exc)
+            if unsafe is not None:
+                raise ProviderError(Reason.UNSAFE_DESTINATION, f"{unsafe} (DNS answer changed after the check?); "
+                                    "refused before sending the request") from None
+            raise ProviderError(Reason.CONNECTION, f"{_host(url)}: {type(exc).__name__}") from None
         except requests.exceptions.TooManyRedirects:
             raise ProviderError(Reason.REDIRECT_REFUSED, f"{_host(url)} redirected") from None
         except requests.exceptions.RequestException as exc:
@@ -173,6 +249,22 @@ class SafeHttpClient:
             return HttpResponse(resp.status_code, dict(resp.headers), b"".join(chunks), url)
         finally:
             resp.close()
+
+
+def find_unsafe_peer(exc: BaseException) -> UnsafePeer | None:
+    """The UnsafePeer at the root of a requests/urllib3 connection error, if that is what it was."""
+    seen: set[int] = set()
+    stack: list[BaseException | None] = [exc]
+    while stack:
+        e = stack.pop()
+        if e is None or id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, UnsafePeer):
+            return e
+        stack.extend([e.__cause__, e.__context__, getattr(e, "reason", None)])
+        stack.extend(a for a in getattr(e, "args", ()) if isinstance(a, BaseException))
+    return None
 
 
 def _host(url: str) -> str:

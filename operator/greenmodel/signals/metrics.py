@@ -39,7 +39,7 @@ from typing import Any, Callable
 import requests
 
 from .carbon.base import ProviderError
-from .http import SafeHttpClient
+from .http import SafeHttpClient, find_unsafe_peer, mount_peer_check
 
 
 def _now() -> datetime:
@@ -113,6 +113,8 @@ class MetricsClient:
                 session = requests.Session()
                 session.trust_env = settings.network.use_environment_proxies
                 session.max_redirects = 0  # a redirect is an error, never followed
+                if not settings.network.use_environment_proxies:
+                    mount_peer_check(session, settings.network)  # the address reached is checked again
                 connect = lambda url: PrometheusConnect(  # noqa: E731
                     url=url, disable_ssl=False, session=session, timeout=self.prom.query_timeout_seconds,
                     retry=Retry(total=0, raise_on_status=False),
@@ -220,6 +222,9 @@ class MetricsClient:
         try:
             result = self._pc.custom_query(query)
         except (requests.exceptions.ConnectionError, requests.exceptions.Timeout) as exc:
+            unsafe = find_unsafe_peer(exc)
+            if unsafe is not None:
+                raise _Unreachable(f"Prometheus at {self.prom.url} refused: {unsafe}") from None
             raise _Unreachable(f"Prometheus at {self.prom.url} unreachable: {type(exc).__name__}") from None
         except requests.exceptions.TooManyRedirects:
             raise _Unreachable(f"Prometheus at {self.prom.url} redirected; redirects are refused") from None
