@@ -230,6 +230,31 @@ def test_retry_after_is_honoured():
     assert p.calls == 2 and c.get("GB") is not None
 
 
+def test_a_429_on_the_forecast_call_pauses_every_call_to_that_provider_for_the_zone():
+    clock = Clock()
+
+    class ForecastLimited(Scripted):
+        def forecast(self, zone, provider_zone):
+            self.forecast_calls += 1
+            if self.forecast_calls == 1:
+                raise ProviderError(Reason.RATE_LIMITED, "forecast: HTTP 429", retry_after=1800)
+            return [reading(self.clock, age=-3600)]
+
+    p = ForecastLimited("live", clock, lambda z, pz: reading(clock, age=0))
+    c = make([p], [("live", "GB")], clock, forecast_refresh_interval_seconds=300)
+    c.refresh_due()
+    assert (p.calls, p.forecast_calls) == (1, 1)  # latest ok, then the forecast is rate limited
+    for _ in range(5):  # refresh intervals (300 s) pass; Retry-After (1800 s) has not
+        clock.advance(300)
+        c.refresh_due()
+        assert (p.calls, p.forecast_calls) == (1, 1), "a call to the provider before Retry-After elapsed"
+    assert c.get("GB") is not None  # the last good reading is still served within its max age
+    clock.advance(301)
+    c.refresh_due()
+    assert p.calls == 2 and p.forecast_calls == 2
+    assert c.forecast("GB")
+
+
 def test_fallback_chain_and_preference_for_better_ranked_reading():
     clock = Clock()
     state = {"fail": False}
