@@ -509,6 +509,7 @@ def _infeasible(spec, rejected, n_rejected, best_effort, build, pairs, regions, 
              "NoCandidateRegion", "RegionUnknown", "CarbonDataMissing", "InsufficientGPUs"]
     failed.sort(key=lambda f: order.index(f.reason) if f.reason in order else len(order))
     top = failed[-1] if any(f.reason == "InsufficientGPUs" for f in failed) and pairs else failed[0]
-    reason = "NoGPUAvailable" if top.reason == "InsufficientGPUs" else "NoFeasibleCandidate"
+    # The Ready/Stalled reason names the constraint that failed first (the spec field is in the message).
+    reason = "NoGPUAvailable" if top.reason == "InsufficientGPUs" else top.reason
     message = "; ".join(f"{f.field}: {f.message}" for f in failed)
     return Plan(False, None, reason, message, rejected=tuple(rejected), failed_constraints=tuple(failed), **common)
