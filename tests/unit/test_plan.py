@@ -434,3 +434,16 @@ def test_peak_to_mean_ratio_sizes_replicas_for_the_peak_and_predicts_energy_at_t
     assert mean.power_watts < c.power_watts < peak.power_watts  # more idle replicas, but not the peak's work
     assert c.utilization == pytest.approx(3000.0 / c.capacity_tokens_per_second)
     assert c.ttft_p95_ms <= peak.ttft_p95_ms
+
+
+@pytest.mark.parametrize("change,reason", [
+    ({"placement": {"gpuProducts": ["NVIDIA-B200"]}}, "GPUProductNotAllowed"),
+    ({"quality": {"benchmark": "MMLU", "minScore": 99}}, "BelowQualityFloor"),
+    ({"latency": {"ttftP95Milliseconds": 1500, "interTokenP95Milliseconds": 1}}, "InterTokenLatencyUnreachable"),
+    ({"placement": {"regions": ["mars-north1"]}}, "RegionUnknown"),
+])
+def test_infeasible_reason_is_the_constraint_that_stopped_the_furthest_candidates(change, reason):
+    # With a floor of 65 some small variants always fail quality; that must not hide the real blocker.
+    s = spec(**{"model": {"family": "general-chat"}, "quality": {"benchmark": "MMLU", "minScore": 65}, **change})
+    p = plan(s, default_catalog(), obs({"r": region(100.0)}), NOW)
+    assert not p.feasible and p.reason == reason, (p.reason, p.message)

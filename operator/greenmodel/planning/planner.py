@@ -504,11 +504,17 @@ def _infeasible(spec, rejected, n_rejected, best_effort, build, pairs, regions, 
         failed.append(FailedConstraint(_FIELD.get(reason, "spec"), reason, msg, ex.required, ex.limit))
     if not failed:
         failed.append(FailedConstraint("spec", "NoFeasibleCandidate", "no candidate was evaluated"))
-    order = ["CatalogEntryNotFound", "BelowQualityFloor", "QualityUnknown", "VariantNotAllowed",
-             "GPUProductNotAllowed", "DoesNotFit", "InterTokenLatencyUnreachable", "TTFTUnreachable",
-             "NoCandidateRegion", "RegionUnknown", "CarbonDataMissing", "InsufficientGPUs"]
+    pair_stage = ["BelowQualityFloor", "QualityUnknown", "VariantNotAllowed", "GPUProductNotAllowed",
+                  "GPUProductUnknown", "DoesNotFit", "InterTokenLatencyUnreachable", "TTFTUnreachable"]
+    region_stage = ["NoCandidateRegion", "RegionUnknown", "CarbonDataMissing"]
+    order = ["CatalogEntryNotFound", *pair_stage, *region_stage, "InsufficientGPUs"]
     failed.sort(key=lambda f: order.index(f.reason) if f.reason in order else len(order))
-    top = failed[-1] if any(f.reason == "InsufficientGPUs" for f in failed) and pairs else failed[0]
+    # The reason is the constraint that stopped the candidates that got furthest: with no variant x GPU
+    # pair left, the latest pair check any pair failed (a GPU product nobody allows beats a floor that
+    # only the small variants miss); with pairs but no region, the region check; else free GPUs.
+    stage = pair_stage if not pairs else region_stage if not regions else ["InsufficientGPUs"]
+    in_stage = [f for f in failed if f.reason in stage]
+    top = max(in_stage, key=lambda f: stage.index(f.reason)) if in_stage else failed[0]
     # The Ready/Stalled reason names the constraint that failed first (the spec field is in the message).
     reason = "NoGPUAvailable" if top.reason == "InsufficientGPUs" else top.reason
     message = "; ".join(f"{f.field}: {f.message}" for f in failed)
