@@ -371,24 +371,30 @@ async def serve(rt: Runtime, *, namespaces: list[str], clusterwide: bool,
     await loop.run_in_executor(rt.executor, _prime_with_retry, rt)
     rt.health.ready = True
     stop = stop_flag or asyncio.Event()
-    kopf_task = asyncio.create_task(kopf.operator(
-        registry=build_registry(rt), settings=kopf_settings(rt), standalone=True,
-        clusterwide=clusterwide, namespaces=namespaces, stop_flag=stop), name="kopf")
+    # kopf gets no stop flag of ours: on SIGTERM it would wait 5 s for its own waiter on that flag
+    # (which we only set after kopf returns). We stop it by cancelling its task instead, and every task
+    # of ours exists before kopf starts, so its shutdown never waits for them.
     others = [asyncio.create_task(c, name=n) for c, n in (
         (rt.queue.run(), "workqueue"), (rt.resync_loop(), "resync"), (rt.config_reload_loop(), "config-reload"))]
+    await asyncio.sleep(0)  # the queue spawns its workers
+    kopf_task = asyncio.create_task(kopf.operator(
+        registry=build_registry(rt), settings=kopf_settings(rt), standalone=True,
+        clusterwide=clusterwide, namespaces=namespaces), name="kopf")
+    flagged = asyncio.create_task(stop.wait(), name="stop-flag")
     try:
-        done, _ = await asyncio.wait([kopf_task, *others], return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait([kopf_task, flagged, *others], return_when=asyncio.FIRST_COMPLETED)
         for t in done:
-            if t is not kopf_task and not t.cancelled() and t.exception() is not None:
+            if t in others and not t.cancelled() and t.exception() is not None:
                 log.error("background task %s failed: %s", t.get_name(), t.exception())
     except asyncio.CancelledError:
         pass  # SIGTERM/SIGINT: kopf stops; we stop with it
     finally:
         stop.set()
-        for t in others:
+        for t in (*others, flagged):
             t.cancel()
-        await asyncio.gather(*others, return_exceptions=True)
+        await asyncio.gather(*others, flagged, return_exceptions=True)
         if not kopf_task.done():
+            kopf_task.cancel()
             await asyncio.wait([kopf_task], timeout=10)
         if rt.carbon is not None:
             rt.carbon.stop(timeout=1)
