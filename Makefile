@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: venv system-deps cluster test demo crds lint clean chart lock audit lua-tools bench
+.PHONY: venv system-deps cluster test demo crds lint clean chart lock audit lua-tools bench bench-scale
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
@@ -22,6 +22,9 @@ test: venv system-deps cluster lua-tools   ## the whole suite: unit, adapter and
 
 bench: venv          ## replay benchmark on ../shared/data (a year, 6 regions): numbers, timings, docs/benchmark.png
 	$(PY) benchmarks/bench_replay.py --plot docs/benchmark.png
+
+bench-scale: venv    ## 1,000 GreenModels / 20 namespaces / 100 GPU nodes on the local cluster, 30 min soak, restart: numbers (docs/scale.md)
+	$(PY) benchmarks/bench_scale.py $(BENCH_SCALE_ARGS)
 
 demo: venv            ## local simulated GPU cluster (built on first use, with a progress indicator) + operator + a sample GreenModel, live
 	$(VENV)/bin/greenmodel demo
