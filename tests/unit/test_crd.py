@@ -95,6 +95,10 @@ def test_modelcatalog_crd_shape():
     assert v["properties"]["precision"]["enum"] == ["bf16", "fp16", "fp8", "int8", "int4-awq", "int4-gptq"]
     msgs = [r["message"] for r in v["x-kubernetes-validations"]]
     assert "`activeParametersBillions` is required when `architecture` is `MoE`" in msgs
+    # transition rules: a stored variant name keeps its family and weights (list-map items correlate by name)
+    rules = {r["message"]: r["rule"] for r in v["x-kubernetes-validations"]}
+    assert rules["`family` is immutable: add a variant with a new name instead"] == "self.family == oldSelf.family"
+    assert rules["`modelId` is immutable: add a variant with a new name instead"] == "self.modelId == oldSelf.modelId"
 
 
 def test_default_catalog_validates_against_generated_schema_types():

@@ -50,6 +50,14 @@ CEL_RULES: dict[str, dict[str, list[dict[str, str]]]] = {
              "message": "`activeParametersBillions` must be less than or equal to `parametersBillions`"},
             {"rule": "self.architecture != 'MoE' || has(self.activeParametersBillions)",
              "message": "`activeParametersBillions` is required when `architecture` is `MoE`"},
+            # Transition rules (list-map items are correlated by `name`): a variant name stands for one set of
+            # weights. GreenModels' status, Events and child Deployments name the variant; re-pointing a name at
+            # another family or model would swap what runs under a GreenModel without the planner choosing it
+            # (and could break its quality floor). Add a variant with a new name instead (docs/api.md).
+            {"rule": "self.family == oldSelf.family",
+             "message": "`family` is immutable: add a variant with a new name instead"},
+            {"rule": "self.modelId == oldSelf.modelId",
+             "message": "`modelId` is immutable: add a variant with a new name instead"},
         ],
     },
 }
