@@ -7,6 +7,8 @@
 #                          create the GPU nodes of e2e/topology.yaml (or $GREENMODEL_TOPOLOGY); idempotent
 #   e2e/cluster.sh env     print export lines: eval "$(e2e/cluster.sh env)"
 #   e2e/cluster.sh down    stop every process `up` started and remove the cluster's state
+#   e2e/cluster.sh stop C...   stop components (e.g. kube-apiserver) and keep the state (fault tests)
+#   e2e/cluster.sh start C...  start stopped components again and wait until each is healthy
 #
 # Environment: GREENMODEL_CLUSTER_DIR (state, default /tmp/greenmodel-cluster), GREENMODEL_TOPOLOGY (fleet file),
 # GREENMODEL_NO_BUILD=1 (up fails instead of building when binaries are missing), GM_CACHE (build cache,
@@ -236,6 +238,7 @@ stop() { # components...: TERM them together, wait up to 10 s, then KILL what is
 }
 
 kc() { "$KUBECTL" --kubeconfig="$ADMIN_KUBECONFIG" "$@"; }
+COMPONENTS=(etcd kube-apiserver kube-controller-manager kube-scheduler kwok)
 
 # ---------------------------------------------------------------------------------------------- verbs
 cmd_build() {
@@ -311,5 +314,11 @@ case ${1:-} in
   up) cmd_up ;;
   env) cmd_env ;;
   down) cmd_down ;;
-  *) sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
+  stop|start)
+    verb=$1; shift
+    (($#)) || die "usage: e2e/cluster.sh $verb COMPONENT... (${COMPONENTS[*]})"
+    for c in "$@"; do [[ " ${COMPONENTS[*]} " == *" $c "* ]] || die "unknown component $c (${COMPONENTS[*]})"; done
+    [[ -f $STATE/pki/.ok ]] || die "no cluster state in $STATE (run e2e/cluster.sh up)"
+    if [[ $verb == stop ]]; then stop "$@"; else for c in "$@"; do start "$c"; wait_healthy "$c"; done; fi ;;
+  *) sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//' >&2; exit 2 ;;
 esac

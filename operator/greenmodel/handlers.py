@@ -24,6 +24,7 @@ How kopf is used, and why (numbers in docs/operations.md):
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
 import time
@@ -359,8 +360,17 @@ def kopf_settings(rt: Runtime) -> kopf.OperatorSettings:
     s.watching.connect_timeout = 10
     s.watching.reconnect_backoff = 1.0
     s.networking.request_timeout = 30
-    s.networking.error_backoffs = [1, 2, 5, 10, 20]
+    # Retry API errors forever (never give a watch up: a finite list makes kopf drop the watch stream
+    # for good after an API-server outage longer than its sum), every 5 s at most once it lasts.
+    s.networking.error_backoffs = _ForeverBackoffs()
     return s
+
+
+class _ForeverBackoffs:
+    """An iterable (not Sized: kopf then retries without a limit) with a fresh iterator per request."""
+
+    def __iter__(self):
+        return itertools.chain((1.0, 2.0), itertools.repeat(5.0))
 
 
 async def serve(rt: Runtime, *, namespaces: list[str], clusterwide: bool,

@@ -167,3 +167,18 @@ def test_owner_key_from_owner_reference_and_from_pod_label():
     assert handlers.Runtime.owner_key(rt, dep) == ("ns", "chat")
     pod = {"metadata": {"namespace": "ns", "labels": names.child_labels("chat", P)}}
     assert handlers.Runtime.owner_key(rt, pod) == ("ns", "chat")
+
+
+def test_kopf_retries_api_errors_forever_so_watches_survive_a_long_api_server_outage():
+    # A finite backoff list makes kopf give a watch stream up for good once it is exhausted (about 38 s with
+    # the old [1, 2, 5, 10, 20]); the settings must never run out and never wait more than 5 s.
+    import collections.abc
+    import itertools
+
+    from greenmodel import handlers
+
+    backoffs = handlers.kopf_settings(None).networking.error_backoffs
+    assert not isinstance(backoffs, collections.abc.Sized)
+    first = list(itertools.islice(iter(backoffs), 1000))
+    assert len(first) == 1000 and max(first) <= 5.0
+    assert list(itertools.islice(iter(backoffs), 3)) == first[:3]  # a fresh sequence for every request

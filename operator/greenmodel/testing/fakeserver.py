@@ -16,7 +16,7 @@ Fault modes (``set_fault(mode, ...)`` in-process, or ``POST /__control__/fault``
 ``nan``        the value is ``NaN`` (a JSON extension Python's json accepts)
 ``negative``   the value is negated
 ``huge``       the value is 50,000 g/kWh
-``redirect``   HTTP 302 to ``http://169.254.169.254/latest/meta-data/`` (must never be followed)
+``redirect``   HTTP 302 to ``location`` (default ``http://169.254.169.254/latest/meta-data/``; never to be followed)
 ``oversize``   a 5 MiB body
 =============  ==============================================================================
 
@@ -63,6 +63,7 @@ class Fault:
     retry_after: int = 60
     delay: float = 30.0
     zone: str | None = None
+    location: str = "http://169.254.169.254/latest/meta-data/"  # where a ``redirect`` points
 
 
 class Answer(Exception):
@@ -131,11 +132,12 @@ class FakeProviderServer:
         self.stop()
 
     # ------------------------------------------------------------------ faults & stats
-    def set_fault(self, mode: str = "none", *, count: int | None = None, retry_after: int = 60, delay: float = 30.0, zone: str | None = None) -> None:
+    def set_fault(self, mode: str = "none", *, count: int | None = None, retry_after: int = 60, delay: float = 30.0,
+                  zone: str | None = None, location: str | None = None) -> None:
         if mode not in FAULT_MODES:
             raise ValueError(f"unknown fault mode {mode!r}; one of {', '.join(FAULT_MODES)}")
         with self._lock:
-            self._fault = Fault(mode, count, retry_after, delay, zone)
+            self._fault = Fault(mode, count, retry_after, delay, zone, location or Fault.location)
 
     def clear_fault(self) -> None:
         self.set_fault("none")
@@ -149,7 +151,7 @@ class FakeProviderServer:
                 f.count -= 1
                 if f.count <= 0:
                     self._fault = Fault()
-            return Fault(f.mode, None, f.retry_after, f.delay, f.zone)
+            return Fault(f.mode, None, f.retry_after, f.delay, f.zone, f.location)
 
     def count(self, path: str | None = None, zone: str | None = None) -> int:
         with self._lock:
@@ -191,7 +193,7 @@ class FakeProviderServer:
         if fault.mode == "http429":
             return self._send(h, 429, {"error": "Too Many Requests (injected)"}, {"Retry-After": str(fault.retry_after)})
         if fault.mode == "redirect":
-            return self._send(h, 302, {"moved": True}, {"Location": "http://169.254.169.254/latest/meta-data/"})
+            return self._send(h, 302, {"moved": True}, {"Location": fault.location})
         if fault.mode == "oversize":
             return self._send_raw(h, 200, b'{"pad": "' + b"x" * (5 << 20) + b'"}')
         try:
@@ -211,7 +213,7 @@ class FakeProviderServer:
             if path == "/__control__/fault" and method == "POST":
                 self.set_fault(
                     data.get("mode", "none"), count=data.get("count"), retry_after=int(data.get("retryAfter", 60)),
-                    delay=float(data.get("delay", 30.0)), zone=data.get("zone"),
+                    delay=float(data.get("delay", 30.0)), zone=data.get("zone"), location=data.get("location"),
                 )
                 return self._send(h, 200, {"ok": True})
             if path == "/__control__/speed" and method == "POST":
