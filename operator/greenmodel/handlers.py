@@ -27,6 +27,7 @@ import asyncio
 import itertools
 import logging
 import os
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -78,6 +79,9 @@ class Runtime:
     inventory_ttl_seconds: float = 10.0
     _inventory: Inventory | None = None
     _inventory_at: float = 0.0
+    # One refresh at a time: without it every worker whose pass starts after the ttl ran out re-listed all
+    # nodes and pods (up to `workers` concurrent cluster-wide LISTs per tick; seen as 3 refreshes per 10 s).
+    _inventory_lock: threading.Lock = field(default_factory=threading.Lock)
     _warned_pod_scope: bool = False
     _reported_requests: dict[str, int] = field(default_factory=dict)
     # (ns, name) -> {(region, product): (monotonic expiry, message)}: capacity seen missing.
@@ -114,6 +118,10 @@ class Runtime:
 
     # -- inventory -------------------------------------------------------------------------
     def inventory(self) -> Inventory:
+        with self._inventory_lock:
+            return self._inventory_locked()
+
+    def _inventory_locked(self) -> Inventory:
         now = time.monotonic()
         if self._inventory is None or now - self._inventory_at > self.inventory_ttl_seconds:
             nodes = self.client.list(kc.NODES)
