@@ -1,5 +1,7 @@
 """The CRDs against a real API server: they install, `kubectl explain` works, defaults are applied by the
-server, and every invalid example in examples/invalid/ is rejected with its message."""
+server, and every invalid example in examples/invalid/ (43 cases) is rejected on create and on update with
+exactly its field path and message (the Status cause); unknown fields are rejected under fieldValidation=Strict
+(kubectl's default) and pruned, never stored, without it."""
 
 from __future__ import annotations
 
