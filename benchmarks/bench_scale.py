@@ -304,12 +304,12 @@ def run(args: argparse.Namespace) -> dict:
                 state["w"], state["since"] = w, now
             quiet = (m.get("greenmodel_workqueue_depth", 1) == 0
                      and msum(m, "greenmodel_reconcile_total") >= args.greenmodels)
-            if not quiet:
-                state["quiet_since"] = None
-            elif state["quiet_since"] is None:
+            # the gauge also counts the timer's spread-out future passes, so it reads 0 only in the gap between
+            # ticks: the queue having drained once (after every GreenModel passed) is the signal
+            if quiet and state["quiet_since"] is None:
                 state["quiet_since"] = now
             began = max(state["since"], state["quiet_since"] or now)
-            if quiet and now - began >= args.idle_window:
+            if state["quiet_since"] is not None and now - began >= args.idle_window:
                 state["began"] = began
                 return True
             return False

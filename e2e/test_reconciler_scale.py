@@ -131,7 +131,7 @@ def _writes(m: dict[str, float]) -> tuple[float, float]:
 
 
 def _wait_idle(op: OperatorProcess, t_launch: float) -> float:
-    """Seconds from launch until the operator is idle: work queue empty, every GreenModel passed once,
+    """Seconds from launch until the operator is idle: work queue drained once after every GreenModel passed,
     and no child/status write since, held for IDLE_WINDOW s (signals: greenmodel_workqueue_depth,
     greenmodel_reconcile_total, greenmodel_*_writes_total)."""
     state: dict = {"w": None, "since": 0.0, "quiet_since": None}
@@ -143,12 +143,12 @@ def _wait_idle(op: OperatorProcess, t_launch: float) -> float:
         if w != state["w"]:
             state["w"], state["since"] = w, now
         quiet = m.get("greenmodel_workqueue_depth", 1) == 0 and _sum(m, "greenmodel_reconcile_total") >= N_GREENMODELS
-        if not quiet:
-            state["quiet_since"] = None
-        elif state["quiet_since"] is None:
+        # the gauge also counts the timer's spread-out future passes, so it reads 0 only in the gap between
+        # ticks: the queue having drained once (after every GreenModel passed) is the signal
+        if quiet and state["quiet_since"] is None:
             state["quiet_since"] = now
         began = max(state["since"], state["quiet_since"] or now)
-        return began - t_launch if quiet and now - began >= IDLE_WINDOW else None
+        return began - t_launch if state["quiet_since"] is not None and now - began >= IDLE_WINDOW else None
 
     return wait_for(idle, RESTART_IDLE_LIMIT + IDLE_WINDOW + 30, "operator idle after restart", interval=0.5,
                     on_fail=lambda: op.tail())
