@@ -1062,7 +1062,7 @@ def reconcile_pass(rt: Runtime, body: dict) -> float | None:
     from greenmodel.kube import builders
     from greenmodel.kube.builders import OwnerRef
     from greenmodel.kube.children import observe_children
-    from greenmodel.kube.conditions import Cond
+    from greenmodel.kube.conditions import Cond, signal_transitions
     from greenmodel.kube.names import Placement
     from greenmodel.kube.switch import decide
 
@@ -1128,6 +1128,9 @@ def reconcile_pass(rt: Runtime, body: dict) -> float | None:
     carbon_cond = _carbon_condition(plan, o.carbon_problems)
     metrics_cond = _metrics_condition(o)
     capacity_cond = _capacity_condition(plan, o)
+    # An input that degrades or recovers is told once, as an Event, besides its condition.
+    for reason, message, type_ in signal_transitions(prev.get("conditions"), [carbon_cond, metrics_cond]):
+        rt.recorder.record(involved, reason, message, type_)
 
     if not plan.feasible or plan.chosen is None or not plan.chosen.slo_met and plan.chosen.placement not in {
             (p.variant, p.region, p.gpu_product) for p in children.deployments}:

@@ -2,7 +2,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from greenmodel.kube.conditions import Cond, get_condition, merge_conditions
+from greenmodel.kube.conditions import Cond, get_condition, merge_conditions, signal_transitions
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 
@@ -27,3 +27,48 @@ def test_unknown_and_bad_reason():
     with pytest.raises(ValueError):
         merge_conditions([], [Cond("Ready", True, "not camel", "")], 1, T0)
     assert get_condition([{"type": "Ready"}], "Ready") == {"type": "Ready"}
+
+
+def _stored(*conds: Cond) -> list[dict]:
+    return merge_conditions(None, list(conds), 1, datetime(2026, 1, 1, tzinfo=timezone.utc))
+
+
+LIVE = Cond("CarbonDataAvailable", True, "Live", "europe-west9: 40 g/kWh from electricitymaps (measured)")
+STATIC = Cond("CarbonDataAvailable", False, "StaticFallback", "europe-west9: 89 g/kWh from static (Static)")
+HELD = Cond("CarbonDataAvailable", False, "HoldingLastReading", "europe-west9: 40 g/kWh, older than fresh data")
+FALLBACK = Cond("CarbonDataAvailable", True, "FallbackProvider", "europe-west9: 41 g/kWh from watttime")
+METRICS_OFF = Cond("MetricsAvailable", False, "NotConfigured", "no Prometheus configured")
+METRICS_DOWN = Cond("MetricsAvailable", False, "QueryFailed", "Prometheus unreachable")
+METRICS_OK = Cond("MetricsAvailable", True, "Available", "3 pods")
+
+
+def test_signal_degrading_is_one_warning_and_recovery_one_normal_event():
+    assert signal_transitions(_stored(LIVE), [STATIC]) == [
+        ("CarbonDataStaticFallback", STATIC.message, "Warning")]
+    assert signal_transitions(_stored(STATIC), [STATIC]) == []  # the next pass: nothing new to tell
+    assert signal_transitions(_stored(HELD), [STATIC]) == [("CarbonDataStaticFallback", STATIC.message, "Warning")]
+    (reason, message, type_), = signal_transitions(_stored(STATIC), [LIVE])
+    assert (reason, type_) == ("CarbonDataRestored", "Normal") and message.endswith("(was StaticFallback)")
+    # a fallback provider is healthy data from a worse source: told as a Warning, its end as restored
+    assert signal_transitions(_stored(LIVE), [FALLBACK])[0][::2] == ("CarbonDataFallbackProvider", "Warning")
+    assert signal_transitions(_stored(FALLBACK), [LIVE])[0][::2] == ("CarbonDataRestored", "Normal")
+
+
+def test_metrics_not_configured_is_a_choice_not_a_warning():
+    assert signal_transitions(None, [LIVE, METRICS_OFF]) == []
+    assert signal_transitions(_stored(METRICS_OFF), [METRICS_OK]) == []
+    assert signal_transitions(_stored(METRICS_OK), [METRICS_DOWN]) == [
+        ("MetricsQueryFailed", METRICS_DOWN.message, "Warning")]
+    assert signal_transitions(_stored(METRICS_DOWN), [METRICS_OK])[0][::2] == ("MetricsRestored", "Normal")
+    # other condition types are not signals
+    assert signal_transitions(None, [Cond("Ready", False, "Deploying", "waiting")]) == []
+
+
+def test_first_pass_on_degraded_data_warns():
+    assert signal_transitions(None, [STATIC])[0][::2] == ("CarbonDataStaticFallback", "Warning")
+
+
+def test_no_series_yet_is_quiet_until_the_series_existed():
+    none_yet = Cond("MetricsAvailable", False, "NoServingSeries", "no vLLM series for these pods")
+    assert signal_transitions(None, [none_yet]) == []
+    assert signal_transitions(_stored(METRICS_OK), [none_yet])[0][::2] == ("MetricsNoServingSeries", "Warning")
