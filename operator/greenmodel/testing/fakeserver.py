@@ -29,7 +29,7 @@ from __future__ import annotations
 import json
 import threading
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -88,6 +88,8 @@ class FakeProviderServer:
         self._lock = threading.Lock()
         self.requests: Counter[str] = Counter()  # "path zone" -> n
         self.paths: Counter[str] = Counter()
+        # (time.monotonic(), path, zone) of every counted request, newest last (bounded)
+        self.calls: deque[tuple[float, str, str | None]] = deque(maxlen=100_000)
         server = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -160,10 +162,16 @@ class FakeProviderServer:
                 if (path is None or k.split(" ")[0] == path) and (zone is None or k.split(" ")[1] == zone)
             )
 
+    def call_times(self, zone: str | None = None, since: float = 0.0) -> list[float]:
+        """``time.monotonic()`` of each counted request (for ``zone``, at or after ``since``), oldest first."""
+        with self._lock:
+            return [t for t, _p, z in self.calls if t >= since and (zone is None or z == zone)]
+
     def reset_counts(self) -> None:
         with self._lock:
             self.requests.clear()
             self.paths.clear()
+            self.calls.clear()
 
     # ------------------------------------------------------------------ to implement
     def zone_of(self, path: str, query: dict[str, str]) -> str | None:
@@ -185,6 +193,7 @@ class FakeProviderServer:
         with self._lock:
             self.requests[f"{parts.path} {zone}"] += 1
             self.paths[parts.path] += 1
+            self.calls.append((time.monotonic(), parts.path, zone))
         fault = self._take_fault(zone)
         if fault.mode == "timeout":
             time.sleep(fault.delay)
