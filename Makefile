@@ -2,6 +2,11 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
+# `make test` runs two pytest lanes side by side (this machine has 2 cores; most e2e time is waiting):
+# lane 1, the e2e tests on the shared local cluster, one after another (they share its GPUs);
+# lane 2, the unit and adapter tests and the test that stops the API server of its own private cluster.
+# SERIAL=1 runs one pytest over everything instead.
+LANE2 := tests e2e/reliability/test_control_plane_outage.py
 
 .PHONY: venv system-deps cluster test demo crds lint clean chart lock audit lua-tools bench bench-scale
 venv: $(VENV)/.installed
@@ -18,7 +23,15 @@ cluster:              ## build (or reuse from cache) the local control plane bin
 	e2e/cluster.sh build
 
 test: venv system-deps cluster lua-tools   ## the whole suite: unit, adapter and e2e against the local control plane
+ifeq ($(SERIAL),1)
 	$(PY) -m pytest $(PYTEST_ARGS)
+else
+	@mkdir -p out; echo "lane 2 ($(LANE2)) runs beside lane 1; its output follows lane 1's"; \
+	$(PY) -m pytest -p no:cacheprovider $(PYTEST_ARGS) $(LANE2) > out/test-lane2.log 2>&1 & lane2=$$!; \
+	$(PY) -m pytest $(PYTEST_ARGS) e2e $(addprefix --deselect ,$(filter e2e/%,$(LANE2))); rc1=$$?; \
+	wait $$lane2; rc2=$$?; echo "======== lane 2: $(LANE2) ========"; cat out/test-lane2.log; \
+	echo "lane 1 (shared-cluster e2e) exit $$rc1; lane 2 exit $$rc2"; test $$rc1 -eq 0 -a $$rc2 -eq 0
+endif
 
 bench: venv          ## replay benchmark on ../shared/data (a year, 6 regions): numbers, timings, docs/benchmark.png
 	$(PY) benchmarks/bench_replay.py --plot docs/benchmark.png

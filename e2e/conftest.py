@@ -184,15 +184,6 @@ def namespace(request: pytest.FixtureRequest, cluster: Cluster, k8s) -> str:
             raise
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under pytest-xdist (``--dist loadgroup``) every e2e test on the shared cluster runs in one
-    worker, one after another (they share its GPUs); tests that bring up a private cluster name their
-    own ``xdist_group`` and run beside them, as do the unit and adapter tests."""
-    for item in items:
-        if item.get_closest_marker("e2e") and not item.get_closest_marker("xdist_group"):
-            item.add_marker(pytest.mark.xdist_group("shared-cluster"))
-
-
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call):
     outcome = yield

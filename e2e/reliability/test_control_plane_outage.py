@@ -1,7 +1,7 @@
 """The API server stopped for 100 s and restarted, etcd data kept (issue 8, "Faults").
 
-Runs on a PRIVATE cluster (own state directory and ports) so the shared one is never disturbed; under
-pytest-xdist it is its own group and runs beside the shared-cluster tests. Pass criteria: the operator
+Runs on a PRIVATE cluster (own state directory and ports) so the shared one is never disturbed; `make test`
+runs it in lane 2, beside the shared-cluster tests (see the Makefile). Pass criteria: the operator
 process keeps running (same PID, liveness 200 throughout: the kubelet must not restart-loop it for an
 outage it cannot fix), its log is not flooded, watches resume, and a GreenModel created after recovery is
 reconciled within 10 s (and Ready once the simulated nodes, whose leases lapsed, are Ready again); one applied
@@ -24,7 +24,7 @@ from greenmodel.kube import names
 from test_reconciler import example_greenmodel, is_ready, record
 from test_reconciler_support import REPO, OperatorProcess, wait_for, write_config
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.xdist_group("private-cluster-outage")]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 CLUSTER_SH = REPO / "e2e" / "cluster.sh"
 OUTAGE_SECONDS = 100
 INTERVAL = 2.0
