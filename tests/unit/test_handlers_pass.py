@@ -373,3 +373,47 @@ def test_prediction_wobble_below_the_tolerance_writes_no_status():
     other = copy.deepcopy(base)
     other["alternatives"][0]["variant"] = "b"
     assert not handlers._unchanged(handlers._stable(base), handlers._stable(other))
+
+
+def test_gpu_demand_and_catalog_are_derived_once_per_change_not_per_pass():
+    """An idle pass re-derives neither our Deployments' GPU demand nor the parsed catalog; a change
+    to either is seen by the next pass."""
+    w = World()
+    w.run()
+    w.settle()
+    w.run()
+    (dep,) = w.deployments()
+    pool = (w.gm()["status"]["region"], w.gm()["status"]["gpuProduct"])
+    totals, by_owner = w.rt.demand_totals()
+    per_pod = totals[pool] // dep["spec"]["replicas"]
+    assert by_owner["gm-uid"] == {pool: totals[pool]}
+    assert w.rt.demand_totals()[0] is totals  # unchanged cache: the same derived object
+    # Another GreenModel's Deployment appears in the same pool: counted, and not free to us.
+    other = copy.deepcopy(dep)
+    other["metadata"].update(name="other", uid="other-dep", resourceVersion="7")
+    other["metadata"]["ownerReferences"][0]["uid"] = "other-uid"
+    other["spec"]["replicas"] = 3
+    other.pop("status")  # (a scale-down counts the larger of spec and status replicas until it is done)
+    w.rt.deployments.upsert(other)
+    totals2, by_owner2 = w.rt.demand_totals()
+    assert totals2[pool] == totals[pool] + 3 * per_pod and by_owner2["other-uid"] == {pool: 3 * per_pod}
+    other = copy.deepcopy(other)
+    other["metadata"]["resourceVersion"] = "8"
+    other["spec"]["replicas"] = 1
+    w.rt.deployments.upsert(other)
+    assert w.rt.demand_totals()[0][pool] == totals[pool] + per_pod
+    w.rt.deployments.remove(other)
+    assert w.rt.demand_totals()[0] == totals
+
+    catalog, err = handlers.resolve_catalog(w.rt, "default")
+    assert err is None and handlers.resolve_catalog(w.rt, "default")[0] is catalog
+    body = copy.deepcopy(handlers.packaged_default_catalog())
+    body["metadata"].update(uid="cat-uid", resourceVersion="1")
+    w.rt.catalogs.upsert(body)
+    from_cluster, _ = handlers.resolve_catalog(w.rt, "default")
+    assert from_cluster is not catalog and handlers.resolve_catalog(w.rt, "default")[0] is from_cluster
+    changed = copy.deepcopy(body)
+    changed["metadata"]["resourceVersion"] = "2"
+    changed["spec"]["variants"] = changed["spec"]["variants"][:1]
+    w.rt.catalogs.upsert(changed)
+    assert len(handlers.resolve_catalog(w.rt, "default")[0].spec.variants) == 1

@@ -37,6 +37,7 @@ class ObjectCache:
         self._by_owner: dict[str, set[tuple[str, str]]] = {}
         self._lock = threading.Lock()
         self.synced = False
+        self.version = 0  # bumped by every change, so derived views can be recomputed only when stale
 
     def __len__(self) -> int:
         return len(self._items)
@@ -63,6 +64,7 @@ class ObjectCache:
             self._items[key] = obj
             for uid in self._owners(obj):
                 self._by_owner.setdefault(uid, set()).add(key)
+            self.version += 1
             return True
 
     def remove(self, obj_or_key) -> None:
@@ -70,6 +72,7 @@ class ObjectCache:
         with self._lock:
             old = self._items.pop(key, None)
             if old is not None:
+                self.version += 1
                 for uid in self._owners(old):
                     owned = self._by_owner.get(uid)
                     if owned is not None:
@@ -82,6 +85,7 @@ class ObjectCache:
         with self._lock:
             self._items.clear()
             self._by_owner.clear()
+            self.version += 1
         for obj in objs:
             self.upsert(obj)
         self.synced = True
@@ -97,6 +101,11 @@ class ObjectCache:
     def values(self) -> list[dict]:
         with self._lock:
             return list(self._items.values())
+
+    def items_with_version(self) -> tuple[int, list[dict]]:
+        """The objects and the version they were read at, consistently."""
+        with self._lock:
+            return self.version, list(self._items.values())
 
     def keys(self) -> list[tuple[str, str]]:
         with self._lock:

@@ -7,6 +7,7 @@ GreenModels of that pass (one LIST of each, not one per GreenModel).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from greenmodel.kube import names
@@ -158,16 +159,30 @@ def deployment_demand(deployment: dict, resource: str = names.GPU_RESOURCE) -> t
     return (placement.region, placement.gpu_product), owners[0], per_pod * replicas
 
 
+Demands = dict[tuple[str, str], int]  # GPUs per (region, product) pool
+
+
+def demand_totals(demands: Iterable[tuple[tuple[str, str], str, int]]) -> tuple[Demands, dict[str, Demands]]:
+    """GPUs asked for per pool by all our Deployments, and the same per owner uid."""
+    totals: Demands = {}
+    by_owner: dict[str, Demands] = {}
+    for pool, uid, gpus in demands:
+        totals[pool] = totals.get(pool, 0) + gpus
+        own = by_owner.setdefault(uid, {})
+        own[pool] = own.get(pool, 0) + gpus
+    return totals, by_owner
+
+
+def free_gpus(inv: Inventory, totals: Demands, own: Demands) -> dict[tuple[str, str], int]:
+    """Free GPUs per pool as one GreenModel sees them: ``inv`` (built from pods *other* than ours,
+    ``skip_managed=True``) less every GreenModel's demand (``totals``) except its own (``own``), which
+    is free to it (it may rescale or move within what it holds)."""
+    return {key: max(0, pool.allocatable - pool.used - (totals.get(key, 0) - own.get(key, 0)))
+            for key, pool in inv.items()}
+
+
 def free_gpus_for(inv: Inventory, demands: list[tuple[tuple[str, str], str, int]], owner_uid: str,
                   ) -> dict[tuple[str, str], int]:
-    """Free GPUs per pool as one GreenModel sees them.
-
-    ``inv`` must be built from pods *other* than ours (``skip_managed=True``); our own demand is
-    taken from our Deployments (``demands``), except the asking GreenModel's own, which is free
-    to it (it may rescale or move within what it holds).
-    """
-    others: dict[tuple[str, str], int] = {}
-    for pool, uid, gpus in demands:
-        if uid != owner_uid:
-            others[pool] = others.get(pool, 0) + gpus
-    return {key: max(0, pool.allocatable - pool.used - others.get(key, 0)) for key, pool in inv.items()}
+    """``free_gpus`` from a list of ``deployment_demand`` results."""
+    totals, by_owner = demand_totals(demands)
+    return free_gpus(inv, totals, by_owner.get(owner_uid, {}))
