@@ -148,9 +148,6 @@ class Runtime:
             self._inventory_at = now
         return self._inventory
 
-    def our_demands(self):
-        return [d for d in (deployment_demand(dep) for dep in self.deployments.values()) if d]
-
     def demand_totals(self):
         """(GPUs per pool asked for by all our Deployments, the same per owner uid), recomputed only
         when the Deployment cache changed, and then only for Deployments whose resourceVersion moved."""
