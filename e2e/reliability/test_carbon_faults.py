@@ -204,7 +204,8 @@ def test_provider_faults_never_cost_replicas_are_told_and_heal(cluster, api, nam
             gaps[zone] = [b - a for a, b in zip(times, times[1:])]
         flat = [g for gs in gaps.values() for g in gs]
         assert flat, f"no zone was called twice during the 429 phase: {gaps}"
-        assert min(flat) >= RETRY_AFTER - 0.05, gaps
+        # (less 0.5 s for the request's own latency, which differs between calls; the longest backoff is 6 s)
+        assert min(flat) >= RETRY_AFTER - 0.5, gaps
 
         # 4. Conditions and Events tell the story, once per change.
         seen = [(s[4], s[5]) for s in sampler.samples]
