@@ -827,6 +827,22 @@ def _unchanged(old: dict, new: dict) -> bool:
     return o == n and all(_close(a, b, PREDICTION_TOLERANCE) for a, b in pairs)
 
 
+def _what_changed(old: dict, new: dict) -> str:
+    """Which status fields a write changes (for its log line): ``conditions[Ready,Reconciling], replicas``."""
+    out = []
+    for k in sorted(set(old) | set(new)):
+        a, b = old.get(k), new.get(k)
+        if k in _TOLERANT_STATUS_KEYS and _close(a, b, PREDICTION_TOLERANCE) or a == b:
+            continue
+        if k == "conditions":
+            ca = {c.get("type"): c for c in a or [] if isinstance(c, dict)}
+            cb = {c.get("type"): c for c in b or [] if isinstance(c, dict)}
+            out.append("conditions[" + ",".join(sorted(t for t in set(ca) | set(cb) if ca.get(t) != cb.get(t))) + "]")
+        else:
+            out.append(k)
+    return ", ".join(out)
+
+
 def publish_status(rt: Runtime, body: dict, status: dict) -> bool:
     """Write status unless it equals the stored one up to timestamps and dwell counters.
 
@@ -839,10 +855,12 @@ def publish_status(rt: Runtime, body: dict, status: dict) -> bool:
     # emissions totals and the last measurement, which only their own paths advance.
     full = {k: status.get(k, live.get(k) if k in _KEPT_STATUS_KEYS else None)
             for k in set(status) | (set(live) & MANAGED_STATUS_KEYS)}
-    if _unchanged(_stable({k: live.get(k) for k in full}), _stable(full)):
+    before, after = _stable({k: live.get(k) for k in full}), _stable(full)
+    if _unchanged(before, after):
         return False
     meta = body.get("metadata") or {}
     key = (meta.get("namespace", ""), meta.get("name", ""))
+    obs.object_logger(log, *key).debug("status changes: %s", _what_changed(before, after))
     if full.get("emissions") is not None and rt.emissions.get(key) is not None:
         full["emissions"] = rt.emissions[key].to_k8s()
     if full.get("measured") is not None and rt.measured.get(key) is not None:

@@ -417,3 +417,12 @@ def test_gpu_demand_and_catalog_are_derived_once_per_change_not_per_pass():
     changed["spec"]["variants"] = changed["spec"]["variants"][:1]
     w.rt.catalogs.upsert(changed)
     assert len(handlers.resolve_catalog(w.rt, "default")[0].spec.variants) == 1
+
+
+def test_a_status_write_says_which_fields_it_changes():
+    old = {"replicas": 1, "conditions": [{"type": "Ready", "status": "False"}, {"type": "SLOMet", "status": "True"}],
+           "predicted": {"gramsPerMillionTokens": 10.0}}
+    new = {"replicas": 2, "conditions": [{"type": "Ready", "status": "True"}, {"type": "SLOMet", "status": "True"}],
+           "predicted": {"gramsPerMillionTokens": 10.5}}  # within PREDICTION_TOLERANCE: not a change
+    assert handlers._what_changed(old, new) == "conditions[Ready], replicas"
+    assert handlers._what_changed(old, old) == ""
