@@ -57,7 +57,7 @@ chart: venv           ## sync the Helm chart with the sources: CRDs from crds/, 
 lock: venv            ## re-pin dependencies with hashes (requirements.lock for the image, requirements-build.lock for its build)
 	$(VENV)/bin/pip install -q uv
 	$(VENV)/bin/uv pip compile pyproject.toml --generate-hashes --python-version 3.11 -o requirements.lock
-	printf 'setuptools>=69\nwheel>=0.43\n' | $(VENV)/bin/uv pip compile - --generate-hashes --python-version 3.11 --no-header -q -o requirements-build.lock
+	printf 'setuptools>=77\nwheel>=0.43\n' | $(VENV)/bin/uv pip compile - --generate-hashes --python-version 3.11 --no-header -q -o requirements-build.lock
 	sed -i '1i # Build backend of pyproject.toml, pinned with hashes for the image build (Dockerfile). Regenerate: make lock' requirements-build.lock
 
 audit: venv           ## known vulnerabilities in the pinned dependencies (pip-audit + PyPI advisory data); AUDIT_ARGS=--strict to fail on unaudited pins
