@@ -35,15 +35,20 @@ class CountingListener:
                 return
             conn.settimeout(1.0)
             data = b""
+            recorded = False
             try:
                 while chunk := conn.recv(4096):
                     data += chunk
                     if b"\r\n\r\n" in data:
+                        # recorded before answering: a client holding the answer must find the request here
+                        self.received.append(data)
+                        recorded = True
                         conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}")
                         break
             except OSError:
                 pass
-            self.received.append(data)
+            if not recorded:
+                self.received.append(data)
             conn.close()
 
     def close(self) -> None:
