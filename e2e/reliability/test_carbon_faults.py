@@ -233,8 +233,9 @@ def test_provider_faults_never_cost_replicas_are_told_and_heal(cluster, api, nam
                condition_transitions=transitions, carbon_events=[(e["reason"], e.get("count", 1)) for e in evs],
                recovery_seconds=round(recovery, 1), recovery_limit_seconds=RECOVERY_LIMIT)
     finally:
-        pods.stop() if pods.is_alive() else None
-        sampler.stop() if sampler.is_alive() else None
+        for thread in (pods, sampler):
+            if thread.is_alive():
+                thread.stop()
         server.clear_fault()
         rc = op.stop()
         server.stop()

@@ -860,7 +860,8 @@ def publish_status(rt: Runtime, body: dict, status: dict) -> bool:
         return False
     meta = body.get("metadata") or {}
     key = (meta.get("namespace", ""), meta.get("name", ""))
-    obs.object_logger(log, *key).debug("status changes: %s", _what_changed(before, after))
+    if log.isEnabledFor(logging.DEBUG):
+        obs.object_logger(log, *key).debug("status changes: %s", _what_changed(before, after))
     if full.get("emissions") is not None and rt.emissions.get(key) is not None:
         full["emissions"] = rt.emissions[key].to_k8s()
     if full.get("measured") is not None and rt.measured.get(key) is not None:

@@ -67,7 +67,7 @@ def test_quantities_and_init_containers():
 def test_our_demand_counts_from_deployments_not_pods():
     from greenmodel.kube import builders
     from greenmodel.kube.builders import OwnerRef, ServingSpec
-    from greenmodel.kube.inventory import deployment_demand, free_gpus_for
+    from greenmodel.kube.inventory import demand_totals, deployment_demand, free_gpus
     from greenmodel.kube.names import Placement
 
     p = Placement("v", "r1", "L4")
@@ -78,9 +78,11 @@ def test_our_demand_counts_from_deployments_not_pods():
     # pods of ours are skipped in the inventory (counted from Deployments even before they exist)
     inv = gpu_inventory([node("n1", "r1", "L4", 8)], [pod("n1", 2, ns="t", instance="a")], skip_managed=True)
     assert inv[("r1", "L4")].used == 0
-    assert free_gpus_for(inv, demands, "uid-a") == {("r1", "L4"): 7}
-    assert free_gpus_for(inv, demands, "uid-b") == {("r1", "L4"): 2}
-    assert free_gpus_for(inv, demands, "uid-c") == {("r1", "L4"): 1}
+    totals, by_owner = demand_totals(demands)
+    free_gpus_for = lambda uid: free_gpus(inv, totals, by_owner.get(uid, {}))  # noqa: E731
+    assert free_gpus_for("uid-a") == {("r1", "L4"): 7}
+    assert free_gpus_for("uid-b") == {("r1", "L4"): 2}
+    assert free_gpus_for("uid-c") == {("r1", "L4"): 1}
 
 
 def test_pods_of_ours_in_namespaces_we_do_not_serve_still_count():

@@ -63,7 +63,7 @@ SIGNAL_CONDITIONS = {"CarbonDataAvailable": "CarbonData", "MetricsAvailable": "M
 _NOT_DEGRADED = {"NotConfigured", "NotEvaluated"}
 # Reasons that are normal before a signal was ever seen (a new GreenModel's pods are not scraped yet):
 # told only when the signal was available before.
-_QUIET_UNTIL_SEEN = {"NoServingSeries", "NoData"}
+_QUIET_UNTIL_SEEN = {"NoServingSeries"}
 
 
 def _degraded(status: str, reason: str) -> bool:

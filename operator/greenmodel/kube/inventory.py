@@ -92,7 +92,7 @@ def gpu_inventory(nodes: list[dict], pods: list[dict], resource: str = names.GPU
     """Allocatable GPUs of schedulable Ready nodes, minus requests of scheduled non-terminated pods.
 
     ``skip_managed`` leaves out our own serving pods (their demand is counted from our
-    Deployments instead, see ``free_gpus_for``) -- only in ``served_namespaces`` (None: all), since
+    Deployments instead, see ``free_gpus``) -- only in ``served_namespaces`` (None: all), since
     the Deployments of namespaces another operator serves are not in our cache.
     """
     node_pool: dict[str, tuple[str, str]] = {}
@@ -180,9 +180,3 @@ def free_gpus(inv: Inventory, totals: Demands, own: Demands) -> dict[tuple[str, 
     return {key: max(0, pool.allocatable - pool.used - (totals.get(key, 0) - own.get(key, 0)))
             for key, pool in inv.items()}
 
-
-def free_gpus_for(inv: Inventory, demands: list[tuple[tuple[str, str], str, int]], owner_uid: str,
-                  ) -> dict[tuple[str, str], int]:
-    """``free_gpus`` from a list of ``deployment_demand`` results."""
-    totals, by_owner = demand_totals(demands)
-    return free_gpus(inv, totals, by_owner.get(owner_uid, {}))
