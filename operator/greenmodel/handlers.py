@@ -547,7 +547,7 @@ def update_capacity_exclusions(rt: Runtime, key: Key, children, now_mono: float 
 # The pass
 DEFAULT_VLLM_IMAGE = "vllm/vllm-openai:v0.8.5"
 _PACKAGED_CATALOG: dict | None = None
-_KIND = {"measured": "Measured", "estimated": "Estimated", "forecast": "Forecast"}
+_KIND = {"measured": "Measured", "estimated": "Estimated", "forecast": "Forecast", "static": "Static"}
 
 
 def packaged_default_catalog() -> dict | None:
@@ -642,7 +642,7 @@ def _static_intensity(settings, region: str) -> Any:
 class Observation:
     observed: Any  # planning.Observed
     exclusions: dict[tuple[str, str], str]
-    carbon_problems: dict[str, str]  # region -> why its reading is not live
+    carbon_signals: dict[str, tuple[str, str]]  # region -> (reason, message) of its zone's carbon data
     metrics: Any = None  # signals.metrics.ServingMetrics or None
     free: dict[tuple[str, str], int] = field(default_factory=dict)
 
@@ -686,21 +686,24 @@ def observe(rt: Runtime, spec, children, uid: str, key: Key, now: datetime) -> O
     settings = rt.settings
     region_names = set(settings.carbon.regions) | {r for r, _ in inv}
     regions: dict[str, Any] = {}
-    problems: dict[str, str] = {}
+    signals: dict[str, tuple[str, str]] = {}
     for region in sorted(region_names):
         zone = settings.zone_for_region(region)
         reading = None
         if zone is not None and rt.carbon is not None and zone in rt.carbon.zones():
             st = rt.carbon.status(zone)
-            reading = st.reading  # last accepted reading, even if old: the planner applies maxHoldSeconds
             ok, reason, message = st.condition()
-            if not ok or st.using_fallback:
-                problems[region] = f"{reason}: {message}"
+            # The last accepted reading, even if old: the planner applies maxHoldSeconds. Once the chain is
+            # down to its static link, that is the last *live* reading: the annual mean is not live data, and
+            # whether to use it is the GreenModel's missingData.carbonFallback (the planner gets it below as
+            # static_intensity), not the chain's.
+            reading = st.live_reading if st.static_only and st.using_fallback else st.reading
+            signals[region] = (reason, message)
             if reading is not None:
                 obs.GRID_INTENSITY.labels(region).set(reading.value)
                 obs.GRID_DATA_AGE.labels(region).set(max(0.0, reading.age_seconds(now)))
         elif zone is None:
-            problems[region] = f"NoZone: region {region} has no grid zone in the operator config"
+            signals[region] = ("NoZone", f"region {region} has no grid zone in the operator config")
         pool_free = {prod: n for (r, prod), n in free.items() if r == region}
         regions[region] = RegionObs(intensity=_intensity_from_reading(reading),
                                     pue=settings.pue_for_region(region) or 1.2,
@@ -725,7 +728,7 @@ def observe(rt: Runtime, spec, children, uid: str, key: Key, now: datetime) -> O
         else:
             plan_metrics = last  # held: the planner drops it after maxHoldSeconds (by its timestamp)
     observed = Observed(regions=regions, current=current, metrics=plan_metrics, learned=rt.learned.get(key) or {})
-    return Observation(observed=observed, exclusions=exclusions, carbon_problems=problems, metrics=metrics,
+    return Observation(observed=observed, exclusions=exclusions, carbon_signals=signals, metrics=metrics,
                        free=free)
 
 
@@ -996,28 +999,47 @@ def _conditions(body: dict, wanted: list, generation: int | None, now: datetime)
     return merge_conditions((body.get("status") or {}).get("conditions"), wanted, generation, now)
 
 
-def _carbon_condition(plan, problems: dict[str, str]):
+# Reasons of a zone's carbon data (ZoneStatus.condition) under which its reading is usable as it is.
+_CARBON_OK = {"Live", "FallbackProvider", "StaticConfigured"}
+
+
+def _carbon_condition(plan, signals: dict[str, tuple[str, str]]):
+    """CarbonDataAvailable for the chosen (or best) candidate's region.
+
+    True: ``Live``; ``FallbackProvider`` (another live provider of the chain answers); ``StaticConfigured``
+    (the operator config names only a static intensity for the zone: the admin's choice, nothing is missing).
+    False: ``HoldingLastReading`` (no fresh live reading; the last one is used within
+    missingData.maxHoldSeconds), ``StaticFallback`` (no live reading within that hold: the configured
+    annual mean is used per missingData.carbonFallback; decisions no longer follow the grid),
+    ``NoUsableReading``.
+    """
     from greenmodel.kube.conditions import Cond
 
     c = plan.chosen or plan.best
     if c is not None:
         kind = c.intensity.kind
         where = f"{c.region}: {c.intensity.grams_per_kwh:.0f} g/kWh from {c.intensity.source} ({kind})"
-        others = "; ".join(f"{r}: {m}" for r, m in sorted(problems.items()) if r != c.region)
+        reason, message = signals.get(c.region, ("NoData", "no carbon data for this region"))
+        others = "; ".join(f"{r}: {why}: {m}" for r, (why, m) in sorted(signals.items())
+                           if r != c.region and why not in ("Live", "StaticConfigured"))
         tail = f"; other regions: {others}" if others else ""
-        if kind == "Held":
-            return Cond("CarbonDataAvailable", False, "HoldingLastReading",
-                        f"{where}, older than fresh data; holding it within missingData.maxHoldSeconds{tail}")
+        if kind == "Static" and reason == "StaticConfigured":
+            return Cond("CarbonDataAvailable", True, "StaticConfigured", f"{where}: {message}{tail}")
         if kind == "Static":
             return Cond("CarbonDataAvailable", False, "StaticFallback",
-                        f"{where}: no live reading ({problems.get(c.region, 'no data')}); using the configured "
-                        f"static intensity per missingData.carbonFallback{tail}")
-        if c.region in problems:
-            return Cond("CarbonDataAvailable", True, "FallbackProvider", f"{where}; {problems[c.region]}{tail}")
+                        f"{where}: no live reading within missingData.maxHoldSeconds ({reason}: {message}); "
+                        f"using the configured static intensity per missingData.carbonFallback{tail}")
+        if kind == "Held" or reason not in _CARBON_OK:
+            return Cond("CarbonDataAvailable", False, "HoldingLastReading",
+                        f"{where}, the last live reading; no fresh one ({reason}: {message}); holding it within "
+                        f"missingData.maxHoldSeconds{tail}")
+        if reason == "FallbackProvider":
+            return Cond("CarbonDataAvailable", True, "FallbackProvider", f"{where}; {message}{tail}")
         return Cond("CarbonDataAvailable", True, "Live", f"{where}{tail}")
+    problems = {r: v for r, v in signals.items() if v[0] not in _CARBON_OK}
     if problems:
         return Cond("CarbonDataAvailable", False, "NoUsableReading",
-                    "; ".join(f"{r}: {m}" for r, m in sorted(problems.items())))
+                    "; ".join(f"{r}: {why}: {m}" for r, (why, m) in sorted(problems.items())))
     return Cond("CarbonDataAvailable", None, "NotEvaluated", "no placement was evaluated")
 
 
@@ -1181,7 +1203,7 @@ def reconcile_pass(rt: Runtime, body: dict) -> float | None:
     plan = planning.plan(spec, catalog.spec, o.observed, now)
     if plan.learned:
         rt.learned[key] = plan.learned
-    carbon_cond = _carbon_condition(plan, o.carbon_problems)
+    carbon_cond = _carbon_condition(plan, o.carbon_signals)
     metrics_cond = _metrics_condition(o)
     capacity_cond = _capacity_condition(plan, o)
     # An input that degrades or recovers is told once, as an Event, besides its condition.

@@ -314,6 +314,60 @@ def test_missing_carbon_data_holds_then_falls_back_and_says_so(age, reason):
     assert w.deployments() and w.deployments()[0]["spec"]["replicas"] >= 1
 
 
+class _StaticLinkCarbon:
+    """A ZoneCache stand-in for a chain `electricitymaps, static` whose primary failed for FR: the cache
+    answers with the static link's annual mean, and its last live reading is ``age_seconds`` old."""
+
+    def __init__(self, real, zone: str, age_seconds: float, now):
+        self.real, self.zone, self.age, self.now = real, zone, age_seconds, now
+
+    def zones(self):
+        return self.real.zones()
+
+    def status(self, zone):
+        import dataclasses
+
+        st = self.real.status(zone)
+        if zone != self.zone:
+            return st
+        live = dataclasses.replace(st.reading, value=40.0, source="electricitymaps", kind="measured",
+                                   timestamp=self.now - timedelta(seconds=self.age))
+        return dataclasses.replace(st, primary="electricitymaps", live_reading=live)
+
+
+def test_a_static_only_config_is_available_as_configured():
+    w = World()
+    w.run()
+    cond = w.cond("CarbonDataAvailable")
+    assert (cond["status"], cond["reason"]) == ("True", "StaticConfigured"), cond
+    assert w.gm()["status"]["intensity"]["kind"] == "Static"
+    assert not [e for e in w.events if e["reason"].startswith("CarbonData")]
+
+
+@pytest.mark.parametrize("age, reason, grams", [(600, "HoldingLastReading", 40), (5400, "HoldingLastReading", 40),
+                                                (7 * 3600, "StaticFallback", 89)])
+def test_a_chain_down_to_its_static_link_holds_the_live_reading_then_falls_back(age, reason, grams):
+    """The chain's static link is not live data: the planner holds the last live reading for
+    missingData.maxHoldSeconds, then uses the static intensity, and the condition says which."""
+    w = World(spec={**SPEC, "missingData": {"maxHoldSeconds": 7200, "carbonFallback": "StaticIntensity"}})
+    w.rt.carbon = _StaticLinkCarbon(w.rt.carbon, "FR", age, T0)
+    w.run()
+    cond = w.cond("CarbonDataAvailable")
+    assert cond["status"] == "False" and cond["reason"] == reason, cond
+    assert "electricitymaps unavailable" in cond["message"], cond
+    st = w.gm()["status"]
+    assert st["region"] == "europe-west9" and round(st["intensity"]["gramsPerKilowattHour"]) == grams, st
+    assert [e["reason"] for e in w.events if e["reason"].startswith("CarbonData")] == [f"CarbonData{reason}"]
+
+
+def test_a_chain_down_to_its_static_link_with_exclude_region_moves_away():
+    w = World(spec={**SPEC, "missingData": {"maxHoldSeconds": 600, "carbonFallback": "ExcludeRegion"}})
+    w.rt.carbon = _StaticLinkCarbon(w.rt.carbon, "FR", 3600, T0)
+    w.run()
+    assert w.gm()["status"]["region"] == "europe-west2"
+    assert any(a.get("reason") == "CarbonDataMissing" for a in w.gm()["status"]["alternatives"])
+
+
 def test_missing_carbon_data_with_exclude_region_moves_away():
     w = World(spec={**SPEC, "missingData": {"maxHoldSeconds": 600, "carbonFallback": "ExcludeRegion"}})
     w.rt.carbon = _HeldCarbon(w.rt.carbon, "FR", 3600, T0)

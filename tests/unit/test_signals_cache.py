@@ -277,15 +277,48 @@ def test_fallback_chain_and_preference_for_better_ranked_reading():
     clock.advance(7200)
     c.refresh_due()
     r = c.get("GB")
-    assert r is not None and r.source == "static" and r.value == 234.3 and r.kind == "estimated"
+    assert r is not None and r.source == "static" and r.value == 234.3 and r.kind == "static"
     st = c.status("GB")
     ok, reason, msg = st.condition()
-    assert ok and reason == "FallbackProvider" and "live" in msg and st.using_fallback
+    # only the annual mean is left: not live data, so not "available"; the last live reading stays known
+    assert not ok and reason == "StaticFallback" and "live" in msg and st.using_fallback and st.static_only
+    assert st.live_reading is not None and st.live_reading.source == "live" and st.live_reading.value == 150
     state["fail"] = False
     for _ in range(2 * 3600 // 60):
         clock.advance(60)
         c.refresh_due()
     assert c.get("GB").source == "live"
+
+
+def test_a_chain_of_only_static_is_the_admins_choice_not_a_fallback():
+    clock = Clock()
+    c = make([StaticCarbonProvider("static", {"GB": 234.3}, clock=clock)], [("static", "GB")], clock)
+    c.refresh_due()
+    st = c.status("GB")
+    ok, reason, msg = st.condition()
+    assert ok and reason == "StaticConfigured" and "234 gCO2eq/kWh" in msg
+    assert st.static_only and not st.using_fallback and st.live_reading is None
+
+
+def test_a_second_live_provider_is_a_fallback_provider_not_static():
+    clock = Clock()
+    state = {"fail": False}
+
+    def primary(z, pz):
+        if state["fail"]:
+            raise ProviderError(Reason.HTTP_ERROR, "HTTP 500")
+        return reading(clock, age=600, value=150)
+
+    second = Scripted("second", clock, lambda z, pz: reading(clock, age=60, value=180, source="second"))
+    c = make([Scripted("live", clock, primary), second], [("live", "GB"), ("second", "GB")], clock)
+    c.refresh_due()
+    state["fail"] = True
+    clock.advance(7200)
+    c.refresh_due()
+    st = c.status("GB")
+    ok, reason, _ = st.condition()
+    assert ok and reason == "FallbackProvider" and not st.static_only
+    assert st.live_reading.value == 180
 
 
 @pytest.mark.parametrize(

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Literal, Protocol, Sequence, runtime_checkable
 
-Kind = Literal["measured", "estimated", "forecast"]
+# "static": a configured constant (an annual mean), not an observation of the grid
+Kind = Literal["measured", "estimated", "forecast", "static"]
 UNIT = "gCO2eq/kWh"
 
 

@@ -90,10 +90,18 @@ class ZoneStatus:
     primary_failures: int
     next_refresh_at: datetime | None
     forecast_points: int
+    # latest accepted reading that observed the grid (not a static annual mean; may be expired): what a
+    # consumer holds once the chain is down to its static link
+    live_reading: IntensityReading | None = None
 
     @property
     def using_fallback(self) -> bool:
         return self.reading is not None and self.usable and self.reading.source != self.primary
+
+    @property
+    def static_only(self) -> bool:
+        """The usable reading is a configured constant, not live data."""
+        return self.reading is not None and self.usable and self.reading.kind == "static"
 
     def condition(self) -> tuple[bool, str, str]:
         """(status, Reason, single-line message) for a ``CarbonDataAvailable`` condition."""
@@ -107,6 +115,11 @@ class ZoneStatus:
                 f"{r.value:.0f} {r.unit} for zone {r.zone} from {r.source} ({r.kind}) "
                 f"at {r.timestamp.strftime('%Y-%m-%dT%H:%M:%SZ')}"
             )
+            if self.static_only and self.using_fallback:
+                # Only the annual mean is left: decisions no longer follow the grid, so not "available".
+                return False, "StaticFallback", f"{what}; no live reading: primary provider {self.primary} unavailable{problem}"
+            if self.static_only:
+                return True, "StaticConfigured", f"{what}: the operator config names a static intensity for this zone"
             if self.using_fallback:
                 return True, "FallbackProvider", f"{what}; primary provider {self.primary} unavailable{problem}"
             return True, "Live", what
@@ -119,6 +132,7 @@ class ZoneStatus:
 class _ZoneState:
     chain: ZoneChain
     reading: IntensityReading | None = None
+    live_reading: IntensityReading | None = None  # latest accepted reading of kind other than "static"
     forecast: tuple[IntensityReading, ...] = ()
     providers: dict[str, _ProviderState] = field(default_factory=dict)
     next_refresh_at: datetime | None = None  # None: due now
@@ -229,6 +243,7 @@ class ZoneCache:
                 primary_failures=st.providers.get(primary, _ProviderState()).failures,
                 next_refresh_at=st.next_refresh_at,
                 forecast_points=len(st.forecast),
+                live_reading=st.live_reading,
             )
 
     # ------------------------------------------------------------------ refreshing (blocking)
@@ -358,6 +373,8 @@ class ZoneCache:
             st.last_attempt_at = now
             if new is not None:
                 st.reading = new
+                if new.kind != "static":
+                    st.live_reading = new
                 st.last_success_at = now
             # next refresh: one interval on, or later if every better-ranked provider is backing off
             nxt = now + self.refresh_interval

@@ -2,8 +2,9 @@
 
 Used as the last link of a fallback chain and for local runs with no network. Values are annual
 means (see examples/operator-config.yaml for where they come from), so every reading is
-``kind="estimated"`` and stamped with the current time: an annual mean is as valid now as at any
-other hour, and it never goes stale.
+``kind="static"`` (a configured constant, not an observation of the grid) and stamped with the current
+time: an annual mean is as valid now as at any other hour, and it never goes stale. Consumers tell it
+apart from live data by that kind: as a chain's fallback link it means "no live reading is left".
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ class StaticCarbonProvider:
             zone=zone,
             source=self.name,
             timestamp=now,
-            kind="estimated",
+            kind="static",
             provider_zone=provider_zone,
             fetched_at=now,
             detail=self._note or "static annual mean from operator config",
