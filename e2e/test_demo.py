@@ -25,8 +25,12 @@ def test_demo_shows_a_region_switch_and_cleans_up(cluster):
     assert proc.returncode == 0, out[-3000:] + proc.stderr[-3000:]
     assert "local cluster: already up, reusing it" in out  # the fixture brought it up; the demo leaves it up
     assert re.search(r"VariantSelected .* in europe-west9", out), out[-3000:]
-    switch = re.search(r"RegionSwitched\s+europe-west9 -> europe-west2", out)
+    switch = re.search(r"RegionSwitched\s+europe-west9 -> europe-west2: ([\d.]+) -> ([\d.]+) gCO2e/Mtok", out)
     assert switch, out[-3000:]
+    # Each side is priced at its own region's intensity at the switch: the operator moves to the cleaner
+    # grid, so the placement it leaves must cost more than the one it moves to (not the same figure twice).
+    before, after = map(float, switch.groups())
+    assert before > after, switch.group(0)
     # Zero downtime: at some moment pods of both placements run side by side.
     assert re.search(r"grid [^\n]*GB \d+\*[^\n]*FR \d+\*", out), "never saw both regions serving"
     n = int(re.search(r"demo finished: (\d+) region switch", out).group(1))

@@ -1265,23 +1265,27 @@ def reconcile_pass(rt: Runtime, body: dict) -> float | None:
         rt.recorder.record(involved, reason, message, type_)
 
     live_p = children.service_placement if live is not None else None
+    # A switch prices the placement it leaves at its own region's intensity now (status.predicted already
+    # describes the target once the switch has started); a rescale compares with the stored prediction.
+    was_g = plan.current.g_per_mtok if plan.current is not None and live_p is not None and \
+        plan.current.placement == (live_p.variant, live_p.region, live_p.gpu_product) else None
     if dep_changed and desired not in children.deployments:
         if live_p is None:
             event("VariantSelected", f"placing {where(desired)} x{c.replicas}: {_fmt_g(new_g)} gCO2e/Mtok "
                                      f"at {c.intensity.grams_per_kwh:.0f} g/kWh ({plan.reason})")
         else:
             event("SwitchStarted", f"starting {where(desired)} x{c.replicas} ({_fmt_g(new_g)} gCO2e/Mtok) "
-                                   f"beside {where(live_p)} ({_fmt_g(prev_g)} gCO2e/Mtok); {plan.hysteresis}")
+                                   f"beside {where(live_p)} ({_fmt_g(was_g)} gCO2e/Mtok); {plan.hysteresis}")
     if actions.service_moved and live_p is not None and actions.service_placement == desired and live_p != desired:
         if live_p.region != desired.region:
-            event("RegionSwitched", f"{live_p.region} -> {desired.region}: {_fmt_g(prev_g)} -> {_fmt_g(new_g)} "
+            event("RegionSwitched", f"{live_p.region} -> {desired.region}: {_fmt_g(was_g)} -> {_fmt_g(new_g)} "
                                     f"gCO2e/Mtok ({where(live_p)} -> {where(desired)})")
         if live_p.variant != desired.variant:
-            event("VariantSelected", f"{live_p.variant} -> {desired.variant}: {_fmt_g(prev_g)} -> {_fmt_g(new_g)} "
+            event("VariantSelected", f"{live_p.variant} -> {desired.variant}: {_fmt_g(was_g)} -> {_fmt_g(new_g)} "
                                      f"gCO2e/Mtok in {desired.region}")
         if live_p.gpu_product != desired.gpu_product and live_p.variant == desired.variant \
                 and live_p.region == desired.region:
-            event("GPUProductSwitched", f"{live_p.gpu_product} -> {desired.gpu_product}: {_fmt_g(prev_g)} -> "
+            event("GPUProductSwitched", f"{live_p.gpu_product} -> {desired.gpu_product}: {_fmt_g(was_g)} -> "
                                         f"{_fmt_g(new_g)} gCO2e/Mtok")
     if dep_changed and live_p == desired and live is not None and live.spec_replicas != c.replicas:
         event("Rescaled", f"replicas {live.spec_replicas} -> {c.replicas} for {c.load_tokens_per_second:.0f} "

@@ -389,13 +389,17 @@ def plan(spec: GreenModelSpec, catalog: ModelCatalogSpec, observed: Observed, no
     # --- hysteresis --------------------------------------------------------------------------
     chosen, kept, verdict = best, False, ""
     reason, message = "Placed", _describe(best, spec, policy)
+    current: Candidate | None = None  # the current placement, priced now in its own region
     if cur is not None:
         cur_item = next((e for e in entries if e[1].variant.name == cur.variant and e[2] == cur.region
                          and e[1].profile.gpu_product == cur.gpu_product), None)
         if best.placement == (cur.variant, cur.region, cur.gpu_product):
-            reason, kept = "KeptCurrent", True
+            reason, kept, current = "KeptCurrent", True, best
             verdict = "current placement is still the best"
         elif cur_item is None:
+            # not feasible any more; its numbers, if it was evaluated, are on its rejection
+            current = next((rj.candidate for rj in rejected if rj.candidate is not None
+                            and rj.candidate.placement == (cur.variant, cur.region, cur.gpu_product)), None)
             reason = "Switched"
             verdict = (f"current placement {cur.variant}/{cur.region}/{cur.gpu_product} is no longer feasible; "
                        "switching now")
@@ -428,7 +432,7 @@ def plan(spec: GreenModelSpec, catalog: ModelCatalogSpec, observed: Observed, no
     if chosen.carbon_slo_met is False:
         warnings = (f"no feasible placement meets the carbon SLO {carbon_slo:g} gCO2e/Mtok; "
                     f"best is {chosen.g_per_mtok:.1f}",)
-    return Plan(True, chosen, reason, message, kept_current=kept, hysteresis=verdict, best=best,
+    return Plan(True, chosen, reason, message, kept_current=kept, hysteresis=verdict, best=best, current=current,
                 alternatives=alternatives[:MAX_ALTERNATIVES], rejected=tuple(rejected),
                 evaluated=len(entries) + len(best_effort), warnings=warnings, **common)
 

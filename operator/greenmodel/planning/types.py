@@ -138,6 +138,9 @@ class Plan:
     kept_current: bool = False  # hysteresis kept the current placement
     hysteresis: str = ""  # the hysteresis verdict in words (with numbers)
     best: Candidate | None = None  # the best candidate before hysteresis
+    # the current placement (Observed.current) priced at this plan's inputs, in its own region: what a
+    # switch away from it is compared with (None without a current placement, or when it was not evaluated)
+    current: Candidate | None = None
     alternatives: tuple[Candidate, ...] = ()  # feasible runners-up, best first
     rejected: tuple[Rejection, ...] = ()
     failed_constraints: tuple[FailedConstraint, ...] = ()
