@@ -17,14 +17,14 @@ import yaml
 
 from greenmodel.kube import names
 from greenmodel.kube import client as kc
+from greenmodel.testing.ci import require
 from greenmodel.testing.prometheus import PrometheusProcess, find_prometheus
 from greenmodel.testing.workload import ServedModel, WorkloadSimulator
 
 from test_reconciler import api, children, example_greenmodel, gm_apply, gm_get, record, wait_ready  # noqa: F401
 from test_reconciler_support import OperatorProcess, condition, wait_for, write_config
 
-pytestmark = [pytest.mark.e2e, pytest.mark.slow,
-              pytest.mark.skipif(find_prometheus() is None, reason="prometheus binary not installed (e2e/system-deps.sh)")]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 INTERVAL = 2.0  # operator timer interval (s)
 RATE_WINDOW = "10s"  # Prometheus rate window the operator queries (10 samples at a 1 s scrape)
@@ -35,6 +35,7 @@ def _metrics_cond(gm: dict | None) -> dict:
 
 
 def test_measured_energy_beside_prediction_and_prometheus_outage(cluster, api, namespace, tmp_path):  # noqa: F811
+    require(find_prometheus(), "prometheus binary not installed (e2e/system-deps.sh)")
     t_start = time.monotonic()
     sim = WorkloadSimulator([]).start()
     (tmp_path / "prom").mkdir()

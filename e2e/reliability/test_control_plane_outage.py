@@ -20,6 +20,7 @@ import pytest
 
 from greenmodel.kube import client as kc
 from greenmodel.kube import names
+from greenmodel.testing.ci import require
 
 from test_reconciler import example_greenmodel, is_ready, record
 from test_reconciler_support import REPO, OperatorProcess, wait_for, write_config
@@ -42,9 +43,7 @@ def private_cluster(tmp_path_factory):
 
     up = sh("up")
     if up.returncode != 0:
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(f"private cluster did not come up:\n{up.stderr[-4000:]}")
-        pytest.skip(f"private cluster did not come up:\n{up.stderr[-2000:]}")
+        require(False, f"private cluster did not come up:\n{up.stderr[-4000:]}")
     kubeconfig = str(state / "admin.kubeconfig")
     api = kc.KubeClient.from_environment(kubeconfig)
     kubectl = Path(next(line.split("=", 1)[1] for line in sh("env").stdout.splitlines()

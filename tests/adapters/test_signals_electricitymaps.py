@@ -91,7 +91,8 @@ def test_lying_answers_are_rejected_and_static_used(em_server, em_settings, mode
     rej = [o for o in seen if o.provider == "electricitymaps" and o.call == "latest"]
     assert [(o.kind, o.reason) for o in rej] == [("rejected", reason)]
     ok, cond_reason, msg = cache.status("GB").condition()
-    assert ok and cond_reason == "FallbackProvider" and reason.value in msg
+    # only the static annual mean is left: not live data
+    assert not ok and cond_reason == "StaticFallback" and reason.value in msg
 
 
 def test_bad_and_missing_credentials(em_server, em_settings, monkeypatch):
@@ -212,7 +213,7 @@ def test_outage_longer_than_max_age_then_recovery(em_server, em_settings):
         r = cache.get("DE")
         assert r is not None and r.source == "static"  # never unknown while a fallback works
         st = cache.status("DE")
-        assert st.condition()[1] == "FallbackProvider" and st.last_problem.reason is Reason.HTTP_ERROR
+        assert st.condition()[:2] == (False, "StaticFallback") and st.last_problem.reason is Reason.HTTP_ERROR
         em_server.clear_fault()
         time.sleep(1.0)  # backoff is capped at 0.3 s * 1.2
         assert cache.get("DE").source == "electricitymaps"

@@ -6,14 +6,13 @@ import pytest
 
 from greenmodel.settings import Settings
 from greenmodel.signals.metrics import MetricsClient
+from greenmodel.testing.ci import require
 from greenmodel.testing.prometheus import PrometheusProcess, find_prometheus
 from greenmodel.testing.workload import ServedModel, WorkloadSimulator
 
-pytestmark = pytest.mark.skipif(find_prometheus() is None, reason="prometheus binary not installed (e2e/system-deps.sh)")
-
-
 @pytest.fixture(scope="module")
 def stack():
+    require(find_prometheus(), "prometheus binary not installed (e2e/system-deps.sh)")
     sim = WorkloadSimulator(
         [
             ServedModel("team-a", "chat", "meta-llama/Llama-3.1-8B-Instruct", pods=2, speed=4.0),

@@ -11,6 +11,7 @@ from greenmodel.signals.carbon.cache import ZoneCache
 from greenmodel.signals.carbon.registry import build_providers
 from greenmodel.signals.carbon.watttime import LBS_PER_MWH_TO_G_PER_KWH
 from greenmodel.testing.prometheus import PrometheusProcess, find_prometheus
+from greenmodel.testing.ci import require
 from greenmodel.testing.replay import GridReplay
 from greenmodel.testing.ukgrid import UKGridServer
 from greenmodel.testing.watttime import WattTimeServer
@@ -122,8 +123,8 @@ def test_ukgrid_faults(uk, mode, reason):
 
 
 # ------------------------------------------------------------------ Prometheus as a carbon source
-@pytest.mark.skipif(find_prometheus() is None, reason="prometheus binary not installed")
 def test_prometheus_carbon_provider_and_dead_exporter(make_local_settings):
+    require(find_prometheus(), "prometheus binary not installed (e2e/system-deps.sh)")
     replay = GridReplay(start="2022-03-07T00:00")
     sim = WorkloadSimulator([], grid=replay).start()
     prom = PrometheusProcess([f"127.0.0.1:{sim.port}"], scrape_interval="1s").start()

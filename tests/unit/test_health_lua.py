@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from greenmodel.testing.ci import require
+
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPT = ROOT / "docs" / "argocd-health.lua"
 FIXTURES = yaml.safe_load((Path(__file__).parent / "health_fixtures.yaml").read_text())
@@ -105,10 +107,7 @@ def test_argo_health_script(case):
 @pytest.mark.parametrize("case", CASES)
 def test_argo_health_script_in_gopher_lua(case):
     """The same fixtures in gopher-lua (Lua 5.1 semantics, floats for every JSON number, as Argo CD runs it)."""
-    if not GLUA.exists():
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(f"{GLUA} missing: `make lua-tools` builds it")
-        pytest.skip(f"{GLUA} missing: `make lua-tools` builds it")
+    require(GLUA.exists(), f"{GLUA} missing: `make lua-tools` builds it")
     obj = _floats(case["object"])
     assert argo_health(obj, str(GLUA)) == (case["argo"]["status"], case["argo"]["message"])
 
