@@ -4,7 +4,8 @@ A local Electricity Maps v3 server (greenmodel.testing) replays the recorded 202
 10 s per grid hour, so the operator's scaled settings keep production's proportions: the maximum data
 age is 2 grid hours (production: 7,200 s), the GreenModel holds a reading for 2 grid hours
 (missingData.maxHoldSeconds), and the operator refreshes each zone every 2 s. Every region's chain is
-Electricity Maps first, then the configured static annual mean.
+Electricity Maps first, then the configured static annual mean (not live data: the GreenModel holds the last
+Electricity Maps reading for maxHoldSeconds before it falls back to it).
 
 The provider then fails in every way the issue lists, one mode after another, for all four zones at
 once: 500s, timeouts, malformed JSON, NaN, negative, implausibly high, future-dated, stale and
