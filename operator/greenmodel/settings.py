@@ -271,6 +271,19 @@ class Settings(_Model):
         rs = self.carbon.regions.get(region)
         return rs.pue if rs else None
 
+    def static_intensity(self, region: str) -> tuple[str, float] | None:
+        """(provider name, g/kWh) of the static link in the region's provider chain: its annual mean."""
+        rs = self.carbon.regions.get(region)
+        if rs is None:
+            return None
+        for pname in rs.providers:
+            prov = self.carbon.providers.get(pname)
+            if prov is not None and prov.type == "static":
+                pzone = rs.provider_zones.get(pname, rs.zone)
+                if pzone in prov.grams_per_kilowatt_hour:
+                    return pname, float(prov.grams_per_kilowatt_hour[pzone])
+        return None
+
     def zones(self) -> dict[str, RegionSettings]:
         """One entry per distinct zone (the first region naming it), for building one cache per zone."""
         out: dict[str, RegionSettings] = {}

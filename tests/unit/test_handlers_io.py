@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import copy
 import itertools
+from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
 
+import pytest
+
 from greenmodel import handlers
+from greenmodel.api.state import ChildState, DeploymentState, Placement, ServingSpec
 from greenmodel.kube import builders, names
-from greenmodel.kube.builders import OwnerRef, ServingSpec
+from greenmodel.kube import client as kc
+from greenmodel.kube.builders import OwnerRef
 from greenmodel.kube.cache import ObjectCache
-from greenmodel.kube.children import ChildState, DeploymentState
 from greenmodel.kube.client import ApiError
-from greenmodel.kube.names import Placement
+from greenmodel.planning.decide import capacity_exclusions
+from greenmodel.reconcile import apply as rapply
 
 
 class FakeKube:
@@ -85,11 +90,11 @@ def test_apply_child_writes_once_then_nothing():
     fake = FakeKube()
     rt = runtime(fake)
     dep = builders.build_deployment(OWNER, P, 2, ServingSpec(image="i", args=("--x",), gpus_per_replica=1))
-    assert handlers.apply_child(rt, dep)
-    assert not handlers.apply_child(rt, dep)
-    assert not handlers.apply_child(rt, copy.deepcopy(dep))
+    assert rapply.apply_child(rt, dep)
+    assert not rapply.apply_child(rt, dep)
+    assert not rapply.apply_child(rt, copy.deepcopy(dep))
     changed = builders.build_deployment(OWNER, P, 3, ServingSpec(image="i", args=("--x",), gpus_per_replica=1))
-    assert handlers.apply_child(rt, changed)
+    assert rapply.apply_child(rt, changed)
     assert [c[0] for c in fake.writes()] == ["APPLY", "APPLY"]
 
 
@@ -97,13 +102,13 @@ def test_drift_in_the_cache_is_restored():
     fake = FakeKube()
     rt = runtime(fake)
     dep = builders.build_deployment(OWNER, P, 2, ServingSpec(image="i", args=(), gpus_per_replica=1))
-    handlers.apply_child(rt, dep)
+    rapply.apply_child(rt, dep)
     live = rt.deployments.get("ns", dep["metadata"]["name"])
     edited = copy.deepcopy(live)
     edited["spec"]["replicas"] = 7
     edited["metadata"]["resourceVersion"] = "999"
     rt.deployments.upsert(edited)  # a watch event of someone's hand edit
-    assert handlers.apply_child(rt, dep)
+    assert rapply.apply_child(rt, dep)
 
 
 def test_verify_live_reads_before_moving_the_service():
@@ -111,8 +116,8 @@ def test_verify_live_reads_before_moving_the_service():
     rt = runtime(fake)
     from datetime import datetime, timezone
     svc = builders.build_service(OWNER, P, datetime(2026, 1, 1, tzinfo=timezone.utc))
-    fake.apply(handlers.kc.SERVICES, svc)  # exists in the API but not in our cache
-    assert not handlers.apply_child(rt, svc, verify_live=True)
+    fake.apply(kc.SERVICES, svc)  # exists in the API but not in our cache
+    assert not rapply.apply_child(rt, svc, verify_live=True)
     assert ("GET", "services") in fake.calls
 
 
@@ -122,9 +127,9 @@ def test_status_written_only_when_changed():
     body = {"metadata": {"name": "chat", "namespace": "ns", "uid": "u", "resourceVersion": "1"}, "status": {}}
     fake.objects[("greenmodels", "ns", "chat")] = copy.deepcopy(body)
     st = {"observedGeneration": 1, "replicas": 2, "region": None}
-    assert handlers.write_status(rt, body, st)
+    assert rapply.write_status(rt, body, st)
     body2 = rt.greenmodels.get("ns", "chat")
-    assert not handlers.write_status(rt, body2, st)
+    assert not rapply.write_status(rt, body2, st)
     assert len(fake.writes()) == 1
 
 
@@ -132,21 +137,23 @@ def test_conditional_delete_uses_uid():
     fake = FakeKube()
     rt = runtime(fake)
     dep = builders.build_deployment(OWNER, P, 1, ServingSpec(image="i", args=(), gpus_per_replica=1))
-    handlers.apply_child(rt, dep)
-    live = rt.deployments.get("ns", dep["metadata"]["name"])
-    assert handlers.delete_child(rt, "Deployment", live)
+    rapply.apply_child(rt, dep)
+    meta = rt.deployments.get("ns", dep["metadata"]["name"])["metadata"]
+    with pytest.raises(ApiError):  # a newer object under the same name is never deleted
+        rapply.delete_child(rt, "Deployment", meta["name"], "ns", "another-uid")
+    assert rapply.delete_child(rt, "Deployment", meta["name"], "ns", meta["uid"])
     assert rt.deployments.get("ns", dep["metadata"]["name"]) is None
 
 
 def test_capacity_exclusions_expire():
-    rt = runtime(FakeKube())
-    d = DeploymentState(name="d", uid="u", placement=P, spec_replicas=2, ready_replicas=0, updated_replicas=2,
-                        rolled_out=False, pods_unschedulable=2, unschedulable_message="Insufficient nvidia.com/gpu")
-    ex = handlers.update_capacity_exclusions(rt, ("ns", "chat"), ChildState(deployments={P: d}), now_mono=0)
-    assert ("europe-west9", "NVIDIA-L4") in ex and "Insufficient" in ex[("europe-west9", "NVIDIA-L4")]
-    assert handlers.update_capacity_exclusions(rt, ("ns", "chat"), ChildState(), now_mono=100)
-    assert handlers.update_capacity_exclusions(rt, ("ns", "chat"), ChildState(), now_mono=301) == {}
-    assert ("ns", "chat") not in rt.capacity_exclusions
+    t0 = datetime(2026, 3, 1, tzinfo=timezone.utc)
+    d = DeploymentState(name="d", namespace="ns", uid="u", placement=P, spec_replicas=2, ready_replicas=0,
+                        updated_replicas=2, rolled_out=False, pods_unschedulable=2,
+                        unschedulable_message="Insufficient nvidia.com/gpu")
+    ex = capacity_exclusions({}, ChildState(deployments={P: d}), t0, 300.0)
+    assert ("europe-west9", "NVIDIA-L4") in ex and "Insufficient" in ex[("europe-west9", "NVIDIA-L4")][1]
+    assert capacity_exclusions(ex, ChildState(), t0 + timedelta(seconds=100), 300.0) == ex
+    assert capacity_exclusions(ex, ChildState(), t0 + timedelta(seconds=301), 300.0) == {}
 
 
 def test_same_inputs_ignores_status_only_changes():

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from greenmodel import handlers
-from greenmodel.kube import client as kc
+from greenmodel.reconcile import apply as rapply
+from greenmodel.reconcile import observe as robserve
 from greenmodel.kube import names
 from greenmodel.observability import EventRecorder
 from greenmodel.settings import load_settings
@@ -386,7 +387,7 @@ class _FakeMetrics:
         self.value = None  # None: Prometheus unreachable
 
     def get(self, namespace, instance, model_name=None):
-        from greenmodel.signals.metrics import ServingMetrics
+        from greenmodel.api.state import ServingMetrics
 
         if self.value is None:
             return ServingMetrics(False, "PrometheusUnreachable", "connection refused", T0, 120.0)
@@ -422,16 +423,16 @@ def test_prediction_wobble_below_the_tolerance_writes_no_status():
     wobble = copy.deepcopy(base)
     wobble["predicted"].update(powerWatts=530.0, outputTokensPerSecond=960.0)
     wobble["alternatives"][0]["gramsPerMillionTokens"] = 12.9
-    assert handlers._unchanged(handlers._stable(base), handlers._stable(wobble))
+    assert rapply._unchanged(rapply._stable(base), rapply._stable(wobble))
     moved = copy.deepcopy(base)
     moved["predicted"]["outputTokensPerSecond"] = 1200.0  # 17 % more load: worth a write
-    assert not handlers._unchanged(handlers._stable(base), handlers._stable(moved))
+    assert not rapply._unchanged(rapply._stable(base), rapply._stable(moved))
     rescaled = copy.deepcopy(base)
     rescaled["replicas"] = 3  # exact fields stay exact
-    assert not handlers._unchanged(handlers._stable(base), handlers._stable(rescaled))
+    assert not rapply._unchanged(rapply._stable(base), rapply._stable(rescaled))
     other = copy.deepcopy(base)
     other["alternatives"][0]["variant"] = "b"
-    assert not handlers._unchanged(handlers._stable(base), handlers._stable(other))
+    assert not rapply._unchanged(rapply._stable(base), rapply._stable(other))
 
 
 def test_gpu_demand_and_catalog_are_derived_once_per_change_not_per_pass():
@@ -464,18 +465,18 @@ def test_gpu_demand_and_catalog_are_derived_once_per_change_not_per_pass():
     w.rt.deployments.remove(other)
     assert w.rt.demand_totals()[0] == totals
 
-    catalog, err = handlers.resolve_catalog(w.rt, "default")
-    assert err is None and handlers.resolve_catalog(w.rt, "default")[0] is catalog
-    body = copy.deepcopy(handlers.packaged_default_catalog())
+    catalog, err = robserve.resolve_catalog(w.rt, "default")
+    assert err is None and robserve.resolve_catalog(w.rt, "default")[0] is catalog
+    body = copy.deepcopy(robserve.packaged_default_catalog())
     body["metadata"].update(uid="cat-uid", resourceVersion="1")
     w.rt.catalogs.upsert(body)
-    from_cluster, _ = handlers.resolve_catalog(w.rt, "default")
-    assert from_cluster is not catalog and handlers.resolve_catalog(w.rt, "default")[0] is from_cluster
+    from_cluster, _ = robserve.resolve_catalog(w.rt, "default")
+    assert from_cluster is not catalog and robserve.resolve_catalog(w.rt, "default")[0] is from_cluster
     changed = copy.deepcopy(body)
     changed["metadata"]["resourceVersion"] = "2"
     changed["spec"]["variants"] = changed["spec"]["variants"][:1]
     w.rt.catalogs.upsert(changed)
-    assert len(handlers.resolve_catalog(w.rt, "default")[0].spec.variants) == 1
+    assert len(robserve.resolve_catalog(w.rt, "default")[0].spec.variants) == 1
 
 
 def test_a_status_write_says_which_fields_it_changes():
@@ -483,5 +484,5 @@ def test_a_status_write_says_which_fields_it_changes():
            "predicted": {"gramsPerMillionTokens": 10.0}}
     new = {"replicas": 2, "conditions": [{"type": "Ready", "status": "True"}, {"type": "SLOMet", "status": "True"}],
            "predicted": {"gramsPerMillionTokens": 10.5}}  # within PREDICTION_TOLERANCE: not a change
-    assert handlers._what_changed(old, new) == "conditions[Ready], replicas"
-    assert handlers._what_changed(old, old) == ""
+    assert rapply._what_changed(old, new) == "conditions[Ready], replicas"
+    assert rapply._what_changed(old, old) == ""

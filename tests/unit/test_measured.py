@@ -14,11 +14,12 @@ import pytest
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from greenmodel import handlers
 from greenmodel import observability as obs
-from greenmodel.api.v1alpha1 import DailyEmissions, Emissions
+from greenmodel.api.state import ChildState
+from greenmodel.api.v1alpha1 import DailyEmissions, Emissions, GreenModelStatus
+from greenmodel.planning.decide import Memory, Seen, Subject, Tuning, account
 from greenmodel.planning import accounting as acc
-from greenmodel.signals.metrics import ServingMetrics
+from greenmodel.api.state import ServingMetrics
 from greenmodel.testing.replay import load_series
 
 from test_handlers_pass import SPEC, T0, World
@@ -123,10 +124,8 @@ def test_replay_of_gb_2022_matches_ground_truth_within_one_percent():
     def p_at(t):
         return power[min(hour_of(t), hours - 1)]
 
-    rt = SimpleNamespace(emissions={}, measured={}, accounting_flush_seconds=3600.0)
-    catalog = SimpleNamespace(spec=SimpleNamespace(
-        gpu=lambda product: SimpleNamespace(embodied_kilograms=emb_kg, lifetime_years=life_y)))
-    body: dict = {"metadata": {"namespace": key[0], "name": key[1]}, "status": {}}
+    catalog = SimpleNamespace(gpu=lambda product: SimpleNamespace(embodied_kilograms=emb_kg, lifetime_years=life_y))
+    memory = stored = None  # the operator's running totals; what status holds
     writes = 0
     end = start + timedelta(hours=hours)
     t = start
@@ -147,16 +146,21 @@ def test_replay_of_gb_2022_matches_ground_truth_within_one_percent():
                                gpu_power_watts=p_at(t - timedelta(microseconds=1)), gpu_energy_joules=e_win,
                                energy_source="dcgm")
         if not restarted and t >= start + timedelta(hours=15, minutes=20):
-            rt.emissions.clear()  # the operator restarts: what was not flushed is recounted from status
+            memory = None  # the operator restarts: what was not flushed is recounted from status
             restarted = True
-        out = handlers.account(rt, key, body, c, catalog, 2, t, metrics=m)
-        if out != body["status"].get("emissions"):
-            body["status"]["emissions"] = out
+        gm = Subject(key[0], key[1], "uid", 1, None, stored=GreenModelStatus(emissions=stored))
+        seen = Seen(children=ChildState(), catalog=catalog, metrics=m, memory=Memory(emissions=memory),
+                    tuning=Tuning(accounting_flush_seconds=3600.0))
+        out, memory, interval = account(gm, seen, c, 2, t)
+        if interval is not None:
+            obs.record_accounted(*key, interval)  # what apply does with Outcome.accounted
+        if out is not stored:
+            stored = out
             writes += 1
         if t >= end:
             break
         t = min(t + timedelta(seconds=47), end)
-    final = rt.emissions[key]  # what the next write carries
+    final = memory  # what the next write carries
 
     truth_j = sum(p * 3600 for p in power)
     truth_est_j = sum(power[h] * 3600 for h in outage)
@@ -209,7 +213,7 @@ class _Meter:
         self.tps = 450.0
         self.up = True
         self.now = T0
-        self.ttft, self.itl = 0.21, 0.031
+        self.ttft, self.itl = 210.0, 31.0  # ms
 
     def get(self, namespace, instance, model_name=None):
         if not self.up:
@@ -217,7 +221,7 @@ class _Meter:
                                   "ConnectionError", self.now, 10.0)
         return ServingMetrics(True, "Available", "1 pod(s) reporting", self.now, 10.0,
                               output_tokens_per_second=self.tps, request_rate_per_second=self.tps / 300,
-                              ttft_p95_seconds=self.ttft, itl_p95_seconds=self.itl, gpu_power_watts=self.power,
+                              ttft_p95_milliseconds=self.ttft, inter_token_p95_milliseconds=self.itl, gpu_power_watts=self.power,
                               gpu_energy_joules=self.power * 10, gpu_energy_joules_per_output_token=self.power / self.tps,
                               energy_source="dcgm", pods=1)
 
@@ -268,7 +272,7 @@ def test_status_shows_measured_beside_predicted_and_writes_stay_rare():
     assert "holding the metrics observed at" in cond["message"] and "estimated energy" in cond["message"]
     assert w.gm()["status"]["measured"]["gpuPowerWatts"] == 480  # the last measurement, with its observedAt
     assert (key) not in {tuple(s.labels.values()) for mf in obs.MEASURED_GPU_POWER.collect() for s in mf.samples}
-    mem = w.rt.emissions[key]
+    mem = w.rt.memory[key].emissions
     assert mem.estimated_energy_joules > 0 and mem.energy_source.value == "Mixed"
     # the relabel to Mixed reached status (a rare, bounded write)
     assert w.gm()["status"]["emissions"]["energySource"] == "Mixed"
@@ -300,8 +304,8 @@ def test_no_energy_series_says_estimated():
     w.run()
     assert "emissions use estimated energy" in w.cond("MetricsAvailable")["message"]
     assert "gpuPowerWatts" not in w.gm()["status"]["measured"]  # unknown is absent, not 0
-    assert w.rt.emissions[("team", "chat")].energy_source.value == "Estimated"
-    assert w.rt.emissions[("team", "chat")].output_tokens == pytest.approx(450 * 30)
+    assert w.rt.memory[("team", "chat")].emissions.energy_source.value == "Estimated"
+    assert w.rt.memory[("team", "chat")].emissions.output_tokens == pytest.approx(450 * 30)
 
 
 def test_daily_model_rejects_bad_dates():

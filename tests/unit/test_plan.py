@@ -293,13 +293,13 @@ def test_old_reading_is_held_within_max_hold_then_static_fallback():
 
 def test_live_metrics_replace_the_prior_only_while_fresh():
     s = spec(load={"outputTokensPerSecond": 100.0}, missingData={"maxHoldSeconds": 600})
-    fresh = ServingMetrics(timestamp=NOW - timedelta(seconds=30), output_tokens_per_second=20000.0)
-    stale = ServingMetrics(timestamp=NOW - timedelta(seconds=3600), output_tokens_per_second=20000.0)
+    fresh = ServingMetrics(observed_at=NOW - timedelta(seconds=30), output_tokens_per_second=20000.0)
+    stale = ServingMetrics(observed_at=NOW - timedelta(seconds=3600), output_tokens_per_second=20000.0)
     p = plan(s, catalog(variant("a")), obs({"r": region(100)}, metrics=fresh), NOW)
     assert (p.load_source, p.load_tokens_per_second, p.chosen.replicas) == ("metrics", 20000.0, 3)
     p = plan(s, catalog(variant("a")), obs({"r": region(100)}, metrics=stale), NOW)
     assert (p.load_source, p.load_tokens_per_second) == ("spec.load", 100.0)
-    unknown = ServingMetrics(timestamp=NOW, output_tokens_per_second=None)
+    unknown = ServingMetrics(observed_at=NOW, output_tokens_per_second=None)
     p = plan(s, catalog(variant("a")), obs({"r": region(100)}, metrics=unknown), NOW)
     assert p.load_source == "spec.load"  # unknown is not zero
 

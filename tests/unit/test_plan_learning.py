@@ -28,7 +28,7 @@ def _model_itl(replicas: int, tps: float) -> float:
 
 
 def _observed(replicas: int, tps: float, itl_ms: float, learned=None, age_s: float = 0.0):
-    m = ServingMetrics(timestamp=NOW - timedelta(seconds=age_s), output_tokens_per_second=tps,
+    m = ServingMetrics(observed_at=NOW - timedelta(seconds=age_s), output_tokens_per_second=tps,
                        inter_token_p95_milliseconds=itl_ms)
     o = obs({"r": region(100.0)}, current=_current(replicas), metrics=m)
     if learned:
@@ -73,7 +73,7 @@ def test_nothing_is_learned_when_lightly_loaded_stale_or_without_latency():
     stale = _observed(2, 4000.0, 500.0, age_s=SPEC.missing_data.max_hold_seconds + 1)
     assert learn_latency_factor(SPEC, CAT, stale, NOW) == ({}, "")
     no_itl = obs({"r": region(100.0)}, current=_current(2),
-                 metrics=ServingMetrics(timestamp=NOW, output_tokens_per_second=4000.0))
+                 metrics=ServingMetrics(observed_at=NOW, output_tokens_per_second=4000.0))
     assert learn_latency_factor(SPEC, CAT, no_itl, NOW) == ({}, "")
     # a learned factor is kept (not forgotten) when nothing new is learned
     kept = _observed(50, 10.0, 500.0, learned={("v", H100): 1.5})

@@ -109,8 +109,8 @@ def test_metrics_values_and_itl_fallback():
     c, pc = client(BASE)
     m = c.collect("ns", "chat")
     assert m.available and m.pods == 2
-    assert (m.request_rate_per_second, m.output_tokens_per_second, m.ttft_p95_seconds) == (3.5, 700, 0.25)
-    assert m.itl_metric == "vllm:time_per_output_token_seconds" and m.itl_p95_seconds == 0.03
+    assert (m.request_rate_per_second, m.output_tokens_per_second, m.ttft_p95_milliseconds) == (3.5, 700, 250)
+    assert m.itl_metric == "vllm:time_per_output_token_seconds" and m.inter_token_p95_milliseconds == pytest.approx(30)
     assert m.queue_length == 0.0  # a real zero from an existing series
     assert m.gpu_energy_joules == 39000 and m.energy_source == "dcgm"
     assert m.gpu_energy_joules_per_output_token == pytest.approx(39000 / (700 * 60))
@@ -125,7 +125,7 @@ def test_nan_quantile_is_unknown_and_kepler_fallback():
     answers["increase(kepler_pod_gpu_joules_total"] = "1200"
     answers["rate(kepler_pod_gpu_joules_total"] = "20"
     m = client(answers)[0].collect("ns", "chat")
-    assert m.ttft_p95_seconds is None
+    assert m.ttft_p95_milliseconds is None
     assert (m.energy_source, m.gpu_energy_joules, m.gpu_power_watts) == ("kepler", 1200, 20)
 
 

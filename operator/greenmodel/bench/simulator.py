@@ -51,7 +51,7 @@ from greenmodel.bench import policies as bpol
 from greenmodel.bench.metrics import PolicyRun, summarise
 from greenmodel.planning import plan
 from greenmodel.planning.planner import PairModel, pair_model
-from greenmodel.planning.types import CurrentPlacement, Intensity, Observed, Plan, RegionObs, ServingMetrics
+from greenmodel.planning.types import CurrentPlacement, Intensity, Observed, Placement, Plan, RegionObs, ServingMetrics
 
 HOUR = timedelta(hours=1)
 HOURS_PER_YEAR = 8760.0
@@ -342,7 +342,7 @@ class Planner:
             )
             for i in idx
         }
-        metrics = ServingMetrics(timestamp=now, output_tokens_per_second=float(load_tps))
+        metrics = ServingMetrics(observed_at=now, output_tokens_per_second=float(load_tps))
         return Observed(regions=obs, current=current, metrics=metrics)
 
     def plan(self, spec: GreenModelSpec, observed: Observed, h: int) -> Plan:
@@ -485,7 +485,7 @@ def run_oracle(sc: Scenario, model: Model, planner: Planner) -> tuple[PolicyRun,
     region_index = {r: i for i, r in enumerate(sc.regions)}
     t = time.perf_counter()
     hourly: list[dict[tuple[str, str, str], tuple[float, int]]] = []
-    keys: dict[tuple[str, str, str], int] = {}
+    keys: dict[Placement, int] = {}
     for h in range(sc.hours):
         exact = float(sc.load.output_tokens_per_s[h])
         p = planner.plan(spec, planner.observed(h, exact, None), h)
@@ -507,7 +507,8 @@ def run_oracle(sc: Scenario, model: Model, planner: Planner) -> tuple[PolicyRun,
             j = keys[pl]
             cost[h, j] = g
             repl[h, j] = r
-            sw[h, j] = model.idle_watts(pl[0], pl[2], r) / 1000.0 * overlap_h * sc.pue * sc.intensity[region_index[pl[1]], h]
+            sw[h, j] = (model.idle_watts(pl.variant, pl.gpu_product, r) / 1000.0 * overlap_h * sc.pue
+                        * sc.intensity[region_index[pl.region], h])
     path = bpol.cheapest_path(cost, sw)
     inv = {j: pl for pl, j in keys.items()}
     run = PolicyRun("oracle", "hindsight: exact load and intensity of every hour, the planner's candidates ranked by "
@@ -515,7 +516,7 @@ def run_oracle(sc: Scenario, model: Model, planner: Planner) -> tuple[PolicyRun,
     prev = None
     for h in range(sc.hours):
         j = int(path[h])
-        v, region, product = inv[j]
+        v, region, product = inv[j].variant, inv[j].region, inv[j].gpu_product
         _record(run, sc, model, h, v, region_index[region], product, int(repl[h, j]), prev is not None and j != prev)
         prev = j
     run.decide_seconds = time.perf_counter() - t

@@ -1,10 +1,14 @@
 """`greenmodel plan`: run the pure planner on a GreenModel file, offline.
 
-    greenmodel plan -f GREENMODEL.yaml [--catalog CATALOG.yaml] [--intensity REGION=GRAMS_PER_KWH]...
+    greenmodel plan -f GREENMODEL.yaml [--catalog CATALOG.yaml] [--config OPERATOR-CONFIG.yaml]
+                    [--intensity REGION=GRAMS_PER_KWH]... [--pue REGION=PUE]...
                     [--free-gpus REGION/GPU_PRODUCT=COUNT]... [--load OUTPUT_TOKENS_PER_S] [-o table|json|yaml]
 
-Without --catalog the packaged default catalog is used. Candidate regions: the spec's
-placement.regions, else those given with --intensity. GPUs are unlimited unless --free-gpus says.
+Without --catalog the packaged default catalog is used. With --config, the operator config's regions, PUEs
+and static intensities are the inputs (as the operator plans when the chain has only static data);
+--intensity and --pue override them. Candidate regions: the spec's placement.regions, else those given
+with --intensity or --config. GPUs are unlimited unless --free-gpus says. -o json and -o yaml include, under
+`status`, exactly the status fields the operator writes for this plan (the same mapping as the live pass).
 Exit 0 with a plan; 2 with a one-line message naming the field for invalid input; 3 when no
 candidate is feasible (with the explanation).
 """
@@ -29,6 +33,10 @@ from greenmodel.api.v1alpha1 import (
     parse_greenmodel,
     parse_modelcatalog,
 )
+from greenmodel.planning import Intensity, Observed, RegionObs, plan
+from greenmodel.planning.status import plan_to_json
+from greenmodel.reconcile.observe import static_intensity
+from greenmodel.settings import Settings, SettingsError, load_settings
 
 EXIT_OK, EXIT_INVALID, EXIT_INFEASIBLE = 0, 2, 3
 DEFAULT_PUE = 1.2
@@ -43,6 +51,8 @@ def register(subparsers) -> None:
                               description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("-f", "--filename", required=True, help="GreenModel YAML file ('-' for stdin)")
     p.add_argument("--catalog", help="ModelCatalog YAML file (default: the packaged default catalog)")
+    p.add_argument("--config", metavar="OPERATOR-CONFIG.yaml",
+                   help="take regions, PUEs and static intensities from an operator config (greenmodel run --config)")
     p.add_argument("--intensity", action="append", default=[], metavar="REGION=GRAMS_PER_KWH",
                    help="grid intensity of a region, gCO2e/kWh (repeatable)")
     p.add_argument("--free-gpus", action="append", default=[], metavar="REGION/GPU_PRODUCT=COUNT",
@@ -99,9 +109,7 @@ def _num(val: str, flag: str, *, integer: bool = False, minimum: float = 0.0) ->
     return x
 
 
-def build_observed(gm: GreenModel, args, now: datetime):
-    from greenmodel.planning import Intensity, Observed, RegionObs
-
+def build_observed(gm: GreenModel, args, now: datetime) -> Observed:
     intensities: dict[str, float] = {}
     for region, val in _kv(args.intensity, "--intensity"):
         intensities[region] = _num(val, "--intensity")
@@ -114,18 +122,29 @@ def build_observed(gm: GreenModel, args, now: datetime):
         if not slash or not region or not product:
             raise UsageError(f"--free-gpus: expected REGION/GPU_PRODUCT=COUNT, got {key}={val}")
         free.setdefault(region, {})[product] = int(_num(val, "--free-gpus", integer=True))
-    regions = list(gm.spec.placement.regions or intensities)
+    settings = _config(args.config) if args.config else None
+    configured = sorted(settings.carbon.regions) if settings else []
+    regions = list(gm.spec.placement.regions or sorted(set(intensities) | set(configured)))
     if not regions:
         raise UsageError("--intensity: give at least one REGION=GRAMS_PER_KWH (spec.placement.regions is unset)")
     obs = {}
     for r in regions:
         inten = intensities.get(r)
+        static = static_intensity(settings, r) if settings else None
         obs[r] = RegionObs(
-            intensity=None if inten is None else Intensity(inten, "cli", r, now, "Measured"),
-            pue=pues.get(r, DEFAULT_PUE),
+            intensity=static if inten is None else Intensity(inten, "cli", r, now, "Measured"),
+            pue=pues.get(r, (settings.pue_for_region(r) if settings else None) or DEFAULT_PUE),
             free_gpus=(free.get(r, {}) if free else None),
+            static_intensity=static,
         )
     return Observed(regions=obs)
+
+
+def _config(path: str) -> Settings:
+    try:
+        return load_settings(path)
+    except SettingsError as exc:
+        raise UsageError(f"--config: {exc}") from None
 
 
 def _table(j: dict[str, Any]) -> str:
@@ -169,9 +188,6 @@ def _table(j: dict[str, Any]) -> str:
 
 
 def run(args, now: datetime | None = None) -> int:
-    from greenmodel.planning import plan
-    from greenmodel.planning.status import plan_to_json
-
     now = now or datetime.now(timezone.utc)
     try:
         body = _load_yaml(args.filename, "-f")
@@ -194,7 +210,7 @@ def run(args, now: datetime | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_INVALID
     result = plan(spec, catalog.spec, observed, now)
-    j = plan_to_json(result)
+    j = plan_to_json(result, now)
     if args.output == "json":
         print(json.dumps(j, indent=2, default=str))
     elif args.output == "yaml":

@@ -8,11 +8,11 @@ finds nothing to change sends nothing.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timezone
 
 from greenmodel.kube import names
-from greenmodel.kube.names import Placement
+from greenmodel.api.state import Placement, ServingSpec, intent_hash
 
 ANNOTATION_PLACEMENT = "greenmodel.dev/placement"
 
@@ -36,25 +36,6 @@ class OwnerRef:
             "controller": True,
             "blockOwnerDeletion": True,
         }
-
-
-@dataclass(frozen=True)
-class ServingSpec:
-    """What the serving container runs, resolved from the catalog variant and its runtime."""
-
-    image: str
-    args: tuple[str, ...]
-    gpus_per_replica: int
-    runtime: str = "vllm"
-    port: int = 8000
-    health_path: str = "/health"
-    env: tuple[tuple[str, str], ...] = ()
-    cpu_request: str | None = None
-    memory_request: str | None = None
-    # Model loading takes minutes: allow this long before liveness may kill a starting pod.
-    startup_seconds: int = 900
-    tolerations: tuple[tuple[str, str, str], ...] = field(
-        default=(("nvidia.com/gpu", "Exists", "NoSchedule"),))  # (key, operator, effect)
 
 
 def _placement_annotation(placement: Placement) -> str:
@@ -169,7 +150,8 @@ def build_deployment(owner: OwnerRef, placement: Placement, replicas: int, servi
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": _metadata(names.deployment_name(owner.name, placement), owner, labels,
-                              {ANNOTATION_PLACEMENT: _placement_annotation(placement)}),
+                              {ANNOTATION_PLACEMENT: _placement_annotation(placement),
+                               names.ANNOTATION_INTENT: intent_hash(placement, replicas, serving)}),
         "spec": {
             "replicas": replicas,
             "selector": {"matchLabels": selector},

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import threading
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Iterable, Protocol
 from urllib.parse import quote
 
 import requests
@@ -81,6 +81,25 @@ NODES = ResourceKind("", "v1", "nodes", namespaced=False)
 EVENTS = ResourceKind("", "v1", "events")
 GREENMODELS = ResourceKind("greenmodel.dev", "v1alpha1", "greenmodels")
 MODELCATALOGS = ResourceKind("greenmodel.dev", "v1alpha1", "modelcatalogs", namespaced=False)
+
+
+class KubeAccess(Protocol):
+    """The Kubernetes verbs the operator uses (KubeClient; the tests' in-memory fakes implement the same)."""
+
+    def get(self, kind: ResourceKind, name: str, namespace: str | None = None) -> dict | None: ...
+
+    def list(self, kind: ResourceKind, namespace: str | None = None, *, label_selector: str | None = None,
+             field_selector: str | None = None, limit: int = 500) -> list[dict]: ...
+
+    def apply(self, kind: ResourceKind, obj: dict, *, force: bool = True, field_manager: str = ...) -> dict: ...
+
+    def patch_status(self, kind: ResourceKind, name: str, namespace: str | None, status: dict,
+                     *, resource_version: str | None = None) -> dict: ...
+
+    def delete(self, kind: ResourceKind, name: str, namespace: str | None = None, *,
+               propagation: str = "Background", uid: str | None = None) -> bool: ...
+
+    def create(self, kind: ResourceKind, obj: dict, namespace: str | None = None) -> dict: ...
 
 
 class KubeClient:

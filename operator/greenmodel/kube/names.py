@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+
+from greenmodel.api.state import Placement
 
 # Our fixed label set (docs/design.md, CONVENTIONS.md §9): never copied from the parent.
 LABEL_NAME = "app.kubernetes.io/name"
@@ -25,25 +26,14 @@ LABEL_GPU_PRODUCT = "greenmodel.dev/gpu-product"
 
 # Annotations on the Service: which placement it serves since when (hysteresis dwell input).
 ANNOTATION_PLACEMENT_SINCE = "greenmodel.dev/placement-since"
+# On each Deployment: the fingerprint of what we asked it to be (api.state.intent_hash).
+ANNOTATION_INTENT = "greenmodel.dev/intent"
 
 REGION_LABEL = "topology.kubernetes.io/region"
 GPU_PRODUCT_LABEL = "nvidia.com/gpu.product"
 GPU_RESOURCE = "nvidia.com/gpu"
 
 _LABEL_VALUE_RE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
-
-
-@dataclass(frozen=True, order=True)
-class Placement:
-    """Where and what one Deployment serves."""
-
-    variant: str
-    region: str
-    gpu_product: str
-
-    @property
-    def key(self) -> str:
-        return f"{self.variant}|{self.region}|{self.gpu_product}"
 
 
 def short_hash(*parts: str, length: int = 10) -> str:

@@ -151,7 +151,7 @@ def learn_latency_factor(spec: GreenModelSpec, catalog: ModelCatalogSpec, observ
     cur, m = observed.current, observed.metrics
     if cur is None or m is None or cur.replicas <= 0:
         return learned, ""
-    if m.timestamp is not None and (now - m.timestamp).total_seconds() > spec.missing_data.max_hold_seconds:
+    if m.observed_at is not None and (now - m.observed_at).total_seconds() > spec.missing_data.max_hold_seconds:
         return learned, ""
     itl, tps = m.inter_token_p95_milliseconds, m.output_tokens_per_second
     if itl is None or tps is None or not math.isfinite(itl) or not math.isfinite(tps) or itl <= 0 or tps <= 0:
@@ -181,11 +181,11 @@ def learn_latency_factor(spec: GreenModelSpec, catalog: ModelCatalogSpec, observ
 def _load(spec: GreenModelSpec, observed: Observed, now: datetime) -> tuple[float, str]:
     m = observed.metrics
     if m is not None:
-        fresh = m.timestamp is None or (now - m.timestamp).total_seconds() <= spec.missing_data.max_hold_seconds
+        fresh = m.observed_at is None or (now - m.observed_at).total_seconds() <= spec.missing_data.max_hold_seconds
         if fresh and m.output_tokens_per_second is not None:
             return max(0.0, m.output_tokens_per_second), "metrics"
-        if fresh and m.requests_per_second is not None:
-            return max(0.0, m.requests_per_second * spec.load.average_output_tokens), "metrics"
+        if fresh and m.request_rate_per_second is not None:
+            return max(0.0, m.request_rate_per_second * spec.load.average_output_tokens), "metrics"
     return spec.load.tokens_per_second(), "spec.load"
 
 
@@ -393,13 +393,13 @@ def plan(spec: GreenModelSpec, catalog: ModelCatalogSpec, observed: Observed, no
     if cur is not None:
         cur_item = next((e for e in entries if e[1].variant.name == cur.variant and e[2] == cur.region
                          and e[1].profile.gpu_product == cur.gpu_product), None)
-        if best.placement == (cur.variant, cur.region, cur.gpu_product):
+        if best.placement == cur.placement:
             reason, kept, current = "KeptCurrent", True, best
             verdict = "current placement is still the best"
         elif cur_item is None:
             # not feasible any more; its numbers, if it was evaluated, are on its rejection
             current = next((rj.candidate for rj in rejected if rj.candidate is not None
-                            and rj.candidate.placement == (cur.variant, cur.region, cur.gpu_product)), None)
+                            and rj.candidate.placement == cur.placement), None)
             reason = "Switched"
             verdict = (f"current placement {cur.variant}/{cur.region}/{cur.gpu_product} is no longer feasible; "
                        "switching now")

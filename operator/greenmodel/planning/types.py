@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Mapping
 
+from greenmodel.api.state import Placement, ServingMetrics  # noqa: F401 - part of the planner's input types
+
 
 @dataclass(frozen=True, slots=True)
 class Intensity:
@@ -43,17 +45,9 @@ class CurrentPlacement:
     replicas: int
     since: datetime  # when this variant/region/GPU was chosen (status.placedSince)
 
-
-@dataclass(frozen=True, slots=True)
-class ServingMetrics:
-    """Observed serving metrics (from Prometheus); any field may be None (unknown)."""
-
-    timestamp: datetime | None = None
-    output_tokens_per_second: float | None = None
-    requests_per_second: float | None = None
-    ttft_p95_milliseconds: float | None = None
-    inter_token_p95_milliseconds: float | None = None
-    power_watts: float | None = None  # measured GPU power of the serving pods
+    @property
+    def placement(self) -> Placement:
+        return Placement(self.variant, self.region, self.gpu_product)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,8 +94,8 @@ class Candidate:
         return self.replicas * self.gpus_per_replica
 
     @property
-    def placement(self) -> tuple[str, str, str]:
-        return (self.variant, self.region, self.gpu_product)
+    def placement(self) -> Placement:
+        return Placement(self.variant, self.region, self.gpu_product)
 
 
 @dataclass(frozen=True, slots=True)

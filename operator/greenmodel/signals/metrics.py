@@ -32,11 +32,12 @@ from __future__ import annotations
 import math
 import re
 import threading
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Callable
 
 import requests
+
+from greenmodel.api.state import ServingMetrics
 
 from .carbon.base import ProviderError
 from .http import SafeHttpClient, find_unsafe_peer, mount_peer_check
@@ -46,31 +47,8 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-@dataclass(frozen=True)
-class ServingMetrics:
-    available: bool
-    reason: str  # Available | NotConfigured | PrometheusUnreachable | QueryFailed | NoServingSeries | UnsafeDestination
-    message: str
-    observed_at: datetime
-    window_seconds: float
-    request_rate_per_second: float | None = None
-    output_tokens_per_second: float | None = None
-    ttft_p95_seconds: float | None = None
-    itl_p95_seconds: float | None = None
-    itl_metric: str | None = None
-    queue_length: float | None = None
-    running_requests: float | None = None
-    kv_cache_usage_ratio: float | None = None
-    gpu_power_watts: float | None = None
-    gpu_energy_joules: float | None = None  # GPU energy used over the window
-    gpu_energy_joules_per_output_token: float | None = None
-    energy_source: str | None = None  # "dcgm" | "kepler"
-    pods: int | None = None
-    errors: dict[str, str] = field(default_factory=dict)
-
-    def condition(self) -> tuple[bool, str, str]:
-        """(status, reason, message) for the ``MetricsAvailable`` condition."""
-        return self.available, self.reason, self.message
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else seconds * 1000.0
 
 
 def escape_label_value(v: str) -> str:
@@ -173,7 +151,7 @@ class MetricsClient:
             out: dict[str, Any] = {"pods": int(pods)}
             out["request_rate_per_second"] = q(f"sum(rate(vllm:request_success_total{{{vsel}}}[{w}]))", "request_rate")
             out["output_tokens_per_second"] = q(f"sum(rate(vllm:generation_tokens_total{{{vsel}}}[{w}]))", "output_tokens")
-            out["ttft_p95_seconds"] = q(self._p95("vllm:time_to_first_token_seconds", vsel), "ttft_p95")
+            out["ttft_p95_milliseconds"] = _ms(q(self._p95("vllm:time_to_first_token_seconds", vsel), "ttft_p95"))
             itl = None
             for metric in ("vllm:inter_token_latency_seconds", "vllm:time_per_output_token_seconds"):
                 present = q(f"count({metric}_bucket{{{vsel}}})", f"has:{metric}")
@@ -181,7 +159,7 @@ class MetricsClient:
                     itl = q(self._p95(metric, vsel), "itl_p95")
                     out["itl_metric"] = metric
                     break
-            out["itl_p95_seconds"] = itl
+            out["inter_token_p95_milliseconds"] = _ms(itl)
             out["queue_length"] = q(f"sum(vllm:num_requests_waiting{{{vsel}}})", "queue")
             out["running_requests"] = q(f"sum(vllm:num_requests_running{{{vsel}}})", "running")
             kv = q(f"max(vllm:kv_cache_usage_perc{{{vsel}}})", "kv_cache")

@@ -16,8 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from greenmodel.kube.children import ChildState, DeploymentState
-from greenmodel.kube.names import Placement
+from greenmodel.api.state import ChildState, DeploymentState, Placement
 
 
 @dataclass
@@ -28,13 +27,13 @@ class SwitchActions:
     service_placement: Placement | None = None  # where the Service must point after this pass
     service_since: datetime | None = None
     service_moved: bool = False  # this pass moves (or first creates) the selector
-    delete: list[DeploymentState] = field(default_factory=list)
+    delete: list[DeploymentState] = field(default_factory=list)  # Deployments to delete (by uid)
     phase: str = "Steady"  # Steady | Deploying | Switching | Draining
     requeue_seconds: float | None = None
     message: str = ""
 
 
-def decide(desired: Placement, replicas: int, children: ChildState, now: datetime,
+def plan_switch(desired: Placement, replicas: int, children: ChildState, now: datetime,
            drain_seconds: float = 5.0, poll_seconds: float = 5.0) -> SwitchActions:
     act = SwitchActions(desired=desired, replicas=replicas)
     live = children.service_placement

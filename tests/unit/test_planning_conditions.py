@@ -2,7 +2,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from greenmodel.kube.conditions import Cond, get_condition, merge_conditions, signal_transitions
+from greenmodel.planning.conditions import Cond, get_condition, merge_conditions, signal_transitions
 
 T0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
 

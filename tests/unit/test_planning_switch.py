@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-from greenmodel.kube.children import ChildState, DeploymentState
-from greenmodel.kube.names import Placement
-from greenmodel.kube.switch import decide
+from greenmodel.api.state import ChildState, DeploymentState, Placement
+from greenmodel.planning.switch import plan_switch as decide
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
 L = Placement("v", "europe-west3", "NVIDIA-L4")
@@ -15,13 +14,13 @@ X = Placement("w", "europe-west2", "NVIDIA-H100-80GB-HBM3")
 
 
 def dep(p, replicas=2, ready=2, pods_ready=None):
-    return DeploymentState(name="d-" + p.region, uid="u", placement=p, spec_replicas=replicas,
+    return DeploymentState(name="d-" + p.region, namespace="ns", uid="u", placement=p, spec_replicas=replicas,
                            ready_replicas=ready, updated_replicas=replicas, rolled_out=True,
                            pods_ready=ready if pods_ready is None else pods_ready)
 
 
 def state(*deps, live=None, since=NOW - timedelta(hours=1)):
-    return ChildState(deployments={d.placement: d for d in deps}, service={} if live else None,
+    return ChildState(deployments={d.placement: d for d in deps}, service_exists=bool(live),
                       service_placement=live, service_since=since if live else None)
 
 
@@ -67,7 +66,7 @@ def test_never_zero_ready_pods_through_a_whole_switch():
     deps = {L: dep(L)}
     live, since, t = L, NOW - timedelta(hours=1), NOW
     for step in range(12):
-        s = ChildState(deployments=dict(deps), service={}, service_placement=live, service_since=since)
+        s = ChildState(deployments=dict(deps), service_exists=True, service_placement=live, service_since=since)
         assert sum(d.pods_ready for d in deps.values()) > 0, f"zero ready pods at step {step}"
         a = decide(D, 2, s, t, drain_seconds=5)
         if a.apply_desired and a.desired not in deps:
