@@ -22,7 +22,8 @@ system-deps:          ## Debian packages the tests use (Prometheus server, Lua)
 cluster:              ## build (or reuse from cache) the local control plane binaries
 	e2e/cluster.sh build
 
-test: venv system-deps cluster lua-tools   ## the whole suite: unit, adapter and e2e against the local control plane
+test: venv system-deps cluster lua-tools   ## the whole suite: import contracts, unit, adapter and e2e against the local control plane
+	$(VENV)/bin/lint-imports
 ifeq ($(SERIAL),1)
 	$(PY) -m pytest $(PYTEST_ARGS)
 else

@@ -96,6 +96,20 @@ def all_ready(api, ns, expected: set[str]) -> bool:  # noqa: F811
     return set(gms) == expected and all(is_ready(g) for g in gms.values())
 
 
+def wait_for_a_pass_in_flight(op: OperatorProcess, timeout: float) -> float | None:
+    """Poll the operator's own gauge until a reconcile pass is running; the monotonic time it was seen (the
+    caller signals right after), or None if no pass ran within ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if op.metrics().get("greenmodel_reconciles_in_flight", 0) >= 1:
+                return time.monotonic()
+        except OSError:  # not serving /metrics yet
+            pass
+        time.sleep(0.005)
+    return None
+
+
 def replicasets_per_deployment(api, ns) -> Counter:  # noqa: F811
     rs = api.list(kc.ResourceKind("apps", "v1", "replicasets"), ns, label_selector=names.ALL_OWNED_SELECTOR)
     return Counter((r["metadata"].get("ownerReferences") or [{"name": "<orphan>"}])[0]["name"] for r in rs)
@@ -108,17 +122,23 @@ def test_sigkill_twenty_times_during_a_burst(api, namespace, start):  # noqa: F8
     n = 30
     expected = {f"burst-{i:02d}" for i in range(n)}
     pending = sorted(expected)
-    kills = []
+    kills, mid_pass = [], 0
     for k in range(20):
-        # apply a slice of the burst, start the operator, kill it after a random moment (before or after ready)
+        # apply a slice of the burst, start the operator, kill it while a pass runs (its own gauge says so);
+        # every fourth round at a random moment instead (before or after ready, maybe between passes)
         for _ in range(2 if k < 15 else 0):
             if pending:
                 gm_apply(api, namespace, gm(pending.pop(0)))
         op = start(check_health=False)
-        delay = rng.uniform(0.2, 2.5)
-        time.sleep(delay)
+        t0 = time.monotonic()
+        if k % 4 == 3:
+            time.sleep(rng.uniform(0.2, 2.5))
+            seen = None
+        else:
+            seen = wait_for_a_pass_in_flight(op, 10.0)
         op.kill(signal.SIGKILL)
-        kills.append(round(delay, 2))
+        mid_pass += seen is not None
+        kills.append((round(time.monotonic() - t0, 2), "mid-pass" if seen is not None else "random"))
     for name in pending:
         gm_apply(api, namespace, gm(name))
     t_last = time.monotonic()
@@ -132,7 +152,8 @@ def test_sigkill_twenty_times_during_a_burst(api, namespace, start):  # noqa: F8
     rs = replicasets_per_deployment(api, namespace)
     assert "<orphan>" not in rs and all(v == 1 for v in rs.values()), rs
     assert len(per) == n
-    record("sigkill_20_times", seed=seed, kill_delays_seconds=kills, greenmodels=n,
+    assert mid_pass >= 12, f"only {mid_pass} of 15 targeted kills landed while a pass ran: {kills}"
+    record("sigkill_20_times", seed=seed, kills_after_start_seconds=kills, kills_mid_pass=mid_pass, greenmodels=n,
            ready_after_last_restart_seconds=round(converge, 2), timer_interval_seconds=INTERVAL)
 
 
@@ -198,6 +219,7 @@ def test_a_writer_fighting_over_a_child_every_100ms(api, namespace, start):  # n
 
     log_lines0 = len(op.log_path.read_bytes().splitlines())
     writes0 = op.metric_sum("greenmodel_child_writes_total")
+    restores0 = op.metrics().get('greenmodel_child_writes_total{kind="Deployment",verb="apply"}', 0)
     t = threading.Thread(target=fight, daemon=True)
     seconds = 15.0
     t.start()
@@ -205,6 +227,8 @@ def test_a_writer_fighting_over_a_child_every_100ms(api, namespace, start):  # n
     stop.set()
     t.join()
     writes = op.metric_sum("greenmodel_child_writes_total") - writes0
+    restores = (op.metrics().get('greenmodel_child_writes_total{kind="Deployment",verb="apply"}', 0)
+                - restores0)
     lines = op.log_path.read_bytes().splitlines()[log_lines0:]
     errors = [ln for ln in lines if b'"level": "error"' in ln.lower() or b'"level": "critical"' in ln.lower()]
     t_stop = time.monotonic()
@@ -213,9 +237,12 @@ def test_a_writer_fighting_over_a_child_every_100ms(api, namespace, start):  # n
              on_fail=op.tail)
     back = time.monotonic() - t_stop
     record("conflicting_writer", other_writes=patches["ok"], other_errors=dict(patches), seconds=seconds,
-           operator_child_writes=writes, operator_writes_per_second=round(writes / seconds, 2),
+           operator_child_writes=writes, operator_deployment_restores=restores,
+           operator_writes_per_second=round(writes / seconds, 2),
            error_log_lines=len(errors), log_lines=len(lines), restored_after_seconds=round(back, 2))
     assert patches["ok"] >= seconds * 4, patches  # the fight really happened
+    # ... and the operator fought back: it re-applied the Deployment while the other writer was at it
+    assert restores >= 1, f"no Deployment write by the operator in {seconds:.0f}s of fighting"
     # All objects of the GreenModel together (Deployment, Service, PDB) at most about one write a second.
     assert writes <= seconds * 1.2 + 3, f"{writes} operator writes in {seconds:.0f}s"
     assert len(errors) <= 2, b"\n".join(errors[:5]).decode(errors="replace")
@@ -228,7 +255,8 @@ def test_sigterm_mid_reconcile_exits_in_grace_and_restart_has_no_duplicates(api,
     op = start()
     for name in sorted(expected):
         gm_apply(api, namespace, gm(name))
-    time.sleep(0.7)  # work in flight
+    seen = wait_for_a_pass_in_flight(op, 10.0)  # the operator's own gauge: a pass is running now
+    assert seen is not None, f"no reconcile pass ran within 10 s of applying {n} GreenModels:\n{op.tail()}"
     t0 = time.monotonic()
     op.proc.send_signal(signal.SIGTERM)
     rc = op.proc.wait(timeout=30)
@@ -239,4 +267,5 @@ def test_sigterm_mid_reconcile_exits_in_grace_and_restart_has_no_duplicates(api,
     wait_for(lambda: all_ready(api, namespace, expected), 90, f"{n} Ready after restart", interval=0.5, on_fail=op2.tail)
     wait_for(lambda: exactly_one_set(api, namespace, expected), 30, "one set of children each",
              on_fail=lambda: str(children_by_owner(api, namespace)))
-    record("sigterm_mid_reconcile", greenmodels=n, exit_seconds=round(exit_s, 2), exit_code=rc, grace_seconds=30)
+    record("sigterm_mid_reconcile", greenmodels=n, exit_seconds=round(exit_s, 2), exit_code=rc, grace_seconds=30,
+           signal_after_pass_seen_ms=round((t0 - seen) * 1000, 1))

@@ -49,6 +49,8 @@ CARBON_REQUESTS_TOTAL = Counter(
     "Calls to carbon-intensity providers by zone, provider, call (latest, forecast), outcome (ok, rejected, "
     "failed) and reason (a fixed set, e.g. ProviderRateLimited, StaleReading).",
     ["zone", "provider", "call", "outcome", "reason"], registry=REGISTRY)
+RECONCILES_IN_FLIGHT = Gauge(
+    "greenmodel_reconciles_in_flight", "Reconcile passes running now.", registry=REGISTRY)
 QUEUE_DEPTH = Gauge(
     "greenmodel_workqueue_depth", "GreenModels waiting for a reconcile pass.", registry=REGISTRY)
 GREENMODELS = Gauge(

@@ -38,12 +38,14 @@ start-up, not silently fall back to a default.
 
 from __future__ import annotations
 
+import base64
 import os
 from pathlib import Path
 from typing import Annotated, Any, Callable, Literal, Union
 from urllib.parse import urlsplit
 
 import yaml
+from kubernetes import client, config
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
@@ -347,13 +349,9 @@ def kubernetes_secret_reader(default_namespace: str | None = None) -> Callable[[
     """A ``secret_reader`` that reads a Secret key through the Kubernetes API (needs RBAC ``get`` on
     that Secret). The client is configured on first use (in-cluster, else kubeconfig), so loading the
     settings never needs a cluster."""
-    import base64
-
     api = []
 
     def read(ref: SecretKeyRef) -> str:
-        from kubernetes import client, config  # imported lazily: settings must load without a cluster
-
         if not api:
             try:
                 config.load_incluster_config()

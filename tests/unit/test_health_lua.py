@@ -37,7 +37,10 @@ def to_lua(value) -> str:
     if isinstance(value, (int, float)):
         return repr(value)
     if isinstance(value, str):
-        return '"' + "".join(c if c.isalnum() or c in " :.,-_/()" else f"\\{ord(c)}" for c in value) + '"'
+        # Lua decimal escapes are bytes of at most three digits: escape each byte of the UTF-8 as \ddd, so
+        # "+1" becomes \0431 (not \431, which Lua reads as one too-large escape).
+        safe = set(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 :.,-_/()")
+        return '"' + "".join(chr(b) if b in safe else f"\\{b:03d}" for b in value.encode()) + '"'
     if isinstance(value, list):
         return "{" + ", ".join(to_lua(v) for v in value) + "}"
     if isinstance(value, dict):

@@ -20,6 +20,8 @@ from typing import Any, Iterable, Protocol
 from urllib.parse import quote
 
 import requests
+from kubernetes import client as kclient
+from kubernetes import config as kconfig
 from requests.adapters import HTTPAdapter
 
 FIELD_MANAGER = "greenmodel-operator"
@@ -127,9 +129,6 @@ class KubeClient:
     @classmethod
     def from_environment(cls, kubeconfig: str | None = None, *, pool_size: int = 16) -> "KubeClient":
         """In-cluster credentials when running in a pod, else the kubeconfig (``$KUBECONFIG``)."""
-        from kubernetes import client as kclient
-        from kubernetes import config as kconfig
-
         cfg = kclient.Configuration()
         try:
             if kubeconfig:

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from greenmodel.kube import names
+from greenmodel.kube.builders import parse_placement_annotation
 
 TERMINATED_PHASES = ("Succeeded", "Failed")
 
@@ -146,8 +147,6 @@ def deployment_demand(deployment: dict, resource: str = names.GPU_RESOURCE) -> t
     Counting desired replicas (not only scheduled pods) makes a burst of new GreenModels see
     each other's demand at once, before their pods exist.
     """
-    from greenmodel.kube.builders import parse_placement_annotation
-
     meta = deployment.get("metadata") or {}
     placement = parse_placement_annotation(meta.get("annotations"))
     owners = [r.get("uid") for r in meta.get("ownerReferences") or [] if r.get("uid")]

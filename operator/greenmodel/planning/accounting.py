@@ -27,6 +27,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Iterable, Literal
 
+from greenmodel.api.v1alpha1 import MAX_DAILY_BUCKETS, DailyEmissions, Emissions, EmissionsInputs, EnergySourceKind
+
 EnergySource = Literal["Measured", "Estimated"]
 EnergyLabel = Literal["Measured", "Estimated", "Mixed", "None"]
 
@@ -327,8 +329,6 @@ def day_shares(start: datetime, end: datetime) -> list[tuple[str, float]]:
 def add_to_daily(daily: list, interval: Interval, max_days: int) -> list:
     """``daily`` (api.v1alpha1.DailyEmissions, oldest first) + ``interval`` split by UTC day by
     time share; at most ``max_days`` buckets kept, the oldest dropped."""
-    from greenmodel.api.v1alpha1 import DailyEmissions
-
     buckets = {d.date: d.model_copy() for d in daily}
     joules = interval.energy_kwh * JOULES_PER_KWH
     measured = joules if interval.energy_source == "Measured" else 0.0
@@ -352,8 +352,6 @@ def advance_status(prev, interval: Interval, *, max_days: int | None = None):
     intervals have both been counted. The measured/estimated split, the inputs of this interval and
     the UTC-day buckets (at most ``max_days``, default ``MAX_DAILY_BUCKETS``) advance with it.
     """
-    from greenmodel.api.v1alpha1 import MAX_DAILY_BUCKETS, Emissions, EmissionsInputs, EnergySourceKind
-
     if prev is not None and prev.updated is not None and interval.end <= prev.updated:
         return prev
     if prev is not None and prev.updated is not None and interval.start < prev.updated:

@@ -15,7 +15,7 @@ from greenmodel.api.v1alpha1 import GreenModelStatus, InvalidObject, ModelCatalo
     parse_modelcatalog, parse_status
 from greenmodel.kube import names
 from greenmodel.kube.children import observe_children
-from greenmodel.kube.inventory import free_gpus
+from greenmodel.kube.inventory import Inventory, free_gpus
 from greenmodel.planning.decide import Memory, Seen, Subject, Tuning
 from greenmodel.planning.types import Intensity, RegionObs
 from greenmodel.reconcile.runtime import Runtime
@@ -98,10 +98,10 @@ def static_intensity(settings: Settings, region: str) -> Intensity | None:
     return Intensity(grams_per_kwh=found[1], source=found[0], zone=zone, timestamp=None, kind="Static")
 
 
-def carbon(rt: Runtime) -> tuple[dict[str, RegionObs], dict[str, tuple[str, str]]]:
-    """Per region: the planner's view (intensity, PUE, static fallback) and its zone's (reason, message)."""
+def carbon(rt: Runtime, inv: Inventory) -> tuple[dict[str, RegionObs], dict[str, tuple[str, str]]]:
+    """Per region (configured or with GPU nodes): the planner's view (intensity, PUE, static fallback) and its
+    zone's (reason, message)."""
     settings = rt.settings
-    inv = rt.inventory()
     regions: dict[str, RegionObs] = {}
     signals: dict[str, tuple[str, str]] = {}
     for region in sorted(set(settings.carbon.regions) | {r for r, _ in inv}):
@@ -152,8 +152,9 @@ def observe(rt: Runtime, gm: Subject) -> Seen:
     if catalog is None or gm.spec.suspend:
         return Seen(children=children, catalog=catalog.spec if catalog else None, catalog_problem=problem,
                     memory=memory, tuning=tuning)
+    inv = rt.inventory()
     totals, by_owner = rt.demand_totals()
-    free = free_gpus(rt.inventory(), totals, by_owner.get(gm.uid, {}))
-    regions, signals = carbon(rt)
+    free = free_gpus(inv, totals, by_owner.get(gm.uid, {}))
+    regions, signals = carbon(rt, inv)
     return Seen(children=children, catalog=catalog.spec, regions=regions, carbon=signals, free_gpus=free,
                 metrics=serving_metrics(rt, gm), memory=memory, tuning=tuning)

@@ -209,6 +209,7 @@ class Runtime:
     async def _work(self, key: Key) -> float | None:
         loop = asyncio.get_running_loop()
         started = time.perf_counter()
+        obs.RECONCILES_IN_FLIGHT.inc()
         try:
             result = await loop.run_in_executor(self.executor, self.reconcile_key, key)
             obs.RECONCILE_TOTAL.labels("success").inc()
@@ -217,6 +218,7 @@ class Runtime:
             obs.RECONCILE_TOTAL.labels("error").inc()
             raise
         finally:
+            obs.RECONCILES_IN_FLIGHT.dec()
             self._export_request_counts()
             obs.RECONCILE_DURATION.observe(time.perf_counter() - started)
             obs.QUEUE_DEPTH.set(len(self.queue))

@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 
 import requests
 import requests.adapters
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 from .carbon.base import ProviderError, Reason
 
@@ -79,8 +80,6 @@ class PeerCheckingAdapter(requests.adapters.HTTPAdapter):
         super().__init__(**kw)
 
     def init_poolmanager(self, *args, **kwargs) -> None:
-        from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-
         super().init_poolmanager(*args, **kwargs)
         allowed = self._allowed
         http_pool = type("PeerCheckedHTTPPool", (HTTPConnectionPool,),

@@ -36,6 +36,8 @@ from datetime import datetime, timezone
 from typing import Any, Callable
 
 import requests
+from prometheus_api_client import PrometheusConnect
+from urllib3.util.retry import Retry
 
 from greenmodel.api.state import ServingMetrics
 
@@ -85,9 +87,6 @@ class MetricsClient:
         self._safety = SafeHttpClient(settings.network)
         if self.prom.url:
             if connect is None:
-                from prometheus_api_client import PrometheusConnect
-                from urllib3.util.retry import Retry
-
                 session = requests.Session()
                 session.trust_env = settings.network.use_environment_proxies
                 session.max_redirects = 0  # a redirect is an error, never followed

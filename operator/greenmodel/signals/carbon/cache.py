@@ -42,6 +42,7 @@ from .base import (
     utcnow,
     validate,
 )
+from .registry import build_providers
 
 log = logging.getLogger(__name__)
 
@@ -194,8 +195,6 @@ class ZoneCache:
             links = tuple((name, rs.provider_zones.get(name, rs.zone)) for name in rs.providers)
             chains[rs.zone] = ZoneChain(zone=rs.zone, links=links)
         if providers is None:
-            from .registry import build_providers
-
             providers = build_providers(settings, clock=kw.get("clock", utcnow), secret_reader=secret_reader)
         kw.setdefault("refresh_interval_seconds", c.refresh_interval_seconds)
         kw.setdefault("forecast_refresh_interval_seconds", c.forecast_refresh_interval_seconds)

@@ -5,7 +5,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Callable
 
+from greenmodel.settings import CredentialError, Settings, kubernetes_secret_reader
+
+from ..http import SafeHttpClient
 from .base import CarbonProvider, ProviderError, Reason, utcnow
+from .electricitymaps import ElectricityMapsProvider
+from .prometheus import PrometheusIntensityProvider
+from .static import StaticCarbonProvider
+from .ukgrid import UKGridProvider
+from .watttime import WattTimeProvider
 
 
 def _credential(ref, secret_reader) -> Callable[[], str] | None:
@@ -15,8 +23,6 @@ def _credential(ref, secret_reader) -> Callable[[], str] | None:
         return None
 
     def get() -> str:
-        from greenmodel.settings import CredentialError
-
         try:
             return ref.resolve(secret_reader)
         except CredentialError as exc:
@@ -26,15 +32,12 @@ def _credential(ref, secret_reader) -> Callable[[], str] | None:
 
 
 def build_providers(
-    settings,
+    settings: Settings,
     *,
     http=None,
     clock: Callable[[], datetime] = utcnow,
     secret_reader=None,
 ) -> dict[str, CarbonProvider]:
-    from greenmodel.settings import kubernetes_secret_reader
-    from greenmodel.signals.http import SafeHttpClient
-
     if secret_reader is None:  # only used by providers whose credentials are a secretKeyRef
         secret_reader = kubernetes_secret_reader()
     if http is None:
@@ -42,19 +45,13 @@ def build_providers(
     out: dict[str, CarbonProvider] = {}
     for name, p in settings.carbon.providers.items():
         if p.type == "static":
-            from .static import StaticCarbonProvider
-
             out[name] = StaticCarbonProvider(name, p.grams_per_kilowatt_hour, note=p.source_note, clock=clock)
         elif p.type == "electricitymaps":
-            from .electricitymaps import ElectricityMapsProvider
-
             out[name] = ElectricityMapsProvider(
                 name, p.endpoint, http, token=_credential(p.credentials, secret_reader),
                 emission_factor_type=p.emission_factor_type, clock=clock,
             )
         elif p.type == "watttime":
-            from .watttime import WattTimeProvider
-
             creds = p.credentials
             out[name] = WattTimeProvider(
                 name, p.endpoint, http,
@@ -63,12 +60,8 @@ def build_providers(
                 clock=clock,
             )
         elif p.type == "ukgrid":
-            from .ukgrid import UKGridProvider
-
             out[name] = UKGridProvider(name, p.endpoint, http, clock=clock)
         elif p.type == "prometheus":
-            from .prometheus import PrometheusIntensityProvider
-
             url = p.url or settings.prometheus.url
             if not url:
                 raise ValueError(f"carbon provider {name}: no url and no prometheus.url configured")
