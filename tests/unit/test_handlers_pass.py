@@ -7,6 +7,7 @@ simulating the Deployment controller and kubelet by editing child status between
 from __future__ import annotations
 
 import copy
+import dataclasses
 import re
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -290,55 +291,42 @@ def test_emissions_accumulate_in_memory_and_reach_status_hourly():
     assert len(w.fake.writes()) == n
 
 
-class _HeldCarbon:
-    """A ZoneCache stand-in whose FR reading is old: the last good value, no fresh one."""
+class _OneZone:
+    """A ZoneCache stand-in: the real one, with one zone's status rewritten by ``rewrite``."""
 
-    def __init__(self, real, stale_zone: str, age_seconds: float, now):
-        self.real, self.zone, self.age, self.now = real, stale_zone, age_seconds, now
+    def __init__(self, real, zone: str, rewrite):
+        self.real, self.zone, self.rewrite = real, zone, rewrite
 
     def zones(self):
         return self.real.zones()
 
     def status(self, zone):
-        import dataclasses
-
         st = self.real.status(zone)
-        if zone != self.zone:
-            return st
-        old = dataclasses.replace(st.reading, timestamp=self.now - timedelta(seconds=self.age), kind="measured")
-        return dataclasses.replace(st, reading=old, usable=False)
+        return self.rewrite(st) if zone == self.zone else st
+
+
+def held(age_seconds: float):
+    """The zone's reading is the last good value, ``age_seconds`` old, and no fresh one exists."""
+    return lambda st: dataclasses.replace(st, usable=False, reading=dataclasses.replace(
+        st.reading, timestamp=T0 - timedelta(seconds=age_seconds), kind="measured"))
+
+
+def static_link(age_seconds: float):
+    """A chain `electricitymaps, static` whose primary failed: the cache answers with the static link's annual
+    mean, and its last live reading (40 g/kWh) is ``age_seconds`` old."""
+    return lambda st: dataclasses.replace(st, primary="electricitymaps", live_reading=dataclasses.replace(
+        st.reading, value=40.0, source="electricitymaps", kind="measured", timestamp=T0 - timedelta(seconds=age_seconds)))
 
 
 @pytest.mark.parametrize("age, reason", [(5400, "HoldingLastReading"), (7 * 3600, "StaticFallback")])
 def test_missing_carbon_data_holds_then_falls_back_and_says_so(age, reason):
     w = World(spec={**SPEC, "missingData": {"maxHoldSeconds": 7200, "carbonFallback": "StaticIntensity"}})
-    w.rt.carbon = _HeldCarbon(w.rt.carbon, "FR", age, T0)
+    w.rt.carbon = _OneZone(w.rt.carbon, "FR", held(age))
     w.run()
     cond = w.cond("CarbonDataAvailable")
     assert cond["status"] == "False" and cond["reason"] == reason, cond
     assert w.gm()["status"]["region"] == "europe-west9"  # still placed: missing data is not zero
     assert w.deployments() and w.deployments()[0]["spec"]["replicas"] >= 1
-
-
-class _StaticLinkCarbon:
-    """A ZoneCache stand-in for a chain `electricitymaps, static` whose primary failed for FR: the cache
-    answers with the static link's annual mean, and its last live reading is ``age_seconds`` old."""
-
-    def __init__(self, real, zone: str, age_seconds: float, now):
-        self.real, self.zone, self.age, self.now = real, zone, age_seconds, now
-
-    def zones(self):
-        return self.real.zones()
-
-    def status(self, zone):
-        import dataclasses
-
-        st = self.real.status(zone)
-        if zone != self.zone:
-            return st
-        live = dataclasses.replace(st.reading, value=40.0, source="electricitymaps", kind="measured",
-                                   timestamp=self.now - timedelta(seconds=self.age))
-        return dataclasses.replace(st, primary="electricitymaps", live_reading=live)
 
 
 def test_a_static_only_config_is_available_as_configured():
@@ -356,7 +344,7 @@ def test_a_chain_down_to_its_static_link_holds_the_live_reading_then_falls_back(
     """The chain's static link is not live data: the planner holds the last live reading for
     missingData.maxHoldSeconds, then uses the static intensity, and the condition says which."""
     w = World(spec={**SPEC, "missingData": {"maxHoldSeconds": 7200, "carbonFallback": "StaticIntensity"}})
-    w.rt.carbon = _StaticLinkCarbon(w.rt.carbon, "FR", age, T0)
+    w.rt.carbon = _OneZone(w.rt.carbon, "FR", static_link(age))
     w.run()
     cond = w.cond("CarbonDataAvailable")
     assert cond["status"] == "False" and cond["reason"] == reason, cond
@@ -368,7 +356,7 @@ def test_a_chain_down_to_its_static_link_holds_the_live_reading_then_falls_back(
 
 def test_a_chain_down_to_its_static_link_with_exclude_region_moves_away():
     w = World(spec={**SPEC, "missingData": {"maxHoldSeconds": 600, "carbonFallback": "ExcludeRegion"}})
-    w.rt.carbon = _StaticLinkCarbon(w.rt.carbon, "FR", 3600, T0)
+    w.rt.carbon = _OneZone(w.rt.carbon, "FR", static_link(3600))
     w.run()
     assert w.gm()["status"]["region"] == "europe-west2"
     assert any(a.get("reason") == "CarbonDataMissing" for a in w.gm()["status"]["alternatives"])
@@ -376,7 +364,7 @@ def test_a_chain_down_to_its_static_link_with_exclude_region_moves_away():
 
 def test_missing_carbon_data_with_exclude_region_moves_away():
     w = World(spec={**SPEC, "missingData": {"maxHoldSeconds": 600, "carbonFallback": "ExcludeRegion"}})
-    w.rt.carbon = _HeldCarbon(w.rt.carbon, "FR", 3600, T0)
+    w.rt.carbon = _OneZone(w.rt.carbon, "FR", held(3600))
     w.run()
     assert w.gm()["status"]["region"] == "europe-west2"
     assert any(a.get("reason") == "CarbonDataMissing" for a in w.gm()["status"]["alternatives"])
