@@ -31,3 +31,14 @@ def test_label_index_for_pods():
     assert [p["metadata"]["name"] for p in c.owned_by("ns/chat")] == ["p1"]
     c.replace_all([])
     assert c.owned_by("ns/chat") == [] and c.synced
+
+
+def test_managed_fields_are_not_kept():
+    c = ObjectCache("deployments")
+    obj = {"metadata": {"name": "a", "namespace": "ns", "resourceVersion": "1",
+                        "managedFields": [{"manager": "kube-controller-manager", "fieldsV1": {"f:status": {}}}]},
+           "spec": {"replicas": 2}}
+    c.upsert(obj)
+    kept = c.get("ns", "a")
+    assert "managedFields" not in kept["metadata"] and kept["spec"] == {"replicas": 2}
+    assert "managedFields" in obj["metadata"]  # the caller's object is not changed

@@ -22,6 +22,15 @@ def _rv(obj: dict) -> int | None:
         return None
 
 
+def slim(obj: dict) -> dict:
+    """The object without ``metadata.managedFields``: nothing of ours reads them, and on pods and Deployments
+    written by four managers they are the largest part of the object (most of the cache's memory)."""
+    meta = obj.get("metadata")
+    if isinstance(meta, dict) and "managedFields" in meta:
+        return {**obj, "metadata": {k: v for k, v in meta.items() if k != "managedFields"}}
+    return obj
+
+
 def _key(obj: dict) -> tuple[str, str]:
     meta = obj.get("metadata") or {}
     return meta.get("namespace") or "", meta.get("name") or ""
@@ -50,7 +59,8 @@ class ObjectCache:
         return [r.get("uid", "") for r in (obj.get("metadata") or {}).get("ownerReferences") or [] if r.get("uid")]
 
     def upsert(self, obj: dict) -> bool:
-        """Store ``obj`` unless we already hold a newer version. Returns whether it was stored."""
+        """Store ``obj`` (slimmed) unless we already hold a newer version. Returns whether it was stored."""
+        obj = slim(obj)
         key = _key(obj)
         with self._lock:
             old = self._items.get(key)
