@@ -35,9 +35,11 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
+from datetime import datetime
 from pathlib import Path
 
+import requests
+import urllib3
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
@@ -55,6 +57,7 @@ NODE_LABEL = "greenmodel.dev/bench-scale"
 NS_PREFIX = "bench-scale-"
 TOKEN = "bench-token"
 NAMESPACES = kc.ResourceKind("", "v1", "namespaces", namespaced=False)
+STATE_DIR = Path(os.environ.get("GREENMODEL_CLUSTER_DIR", "/tmp/greenmodel-cluster"))
 
 
 def log(msg: str) -> None:
@@ -145,6 +148,100 @@ def writes(m: dict[str, float]) -> tuple[float, float]:
     return msum(m, "greenmodel_child_writes_total"), msum(m, "greenmodel_status_writes_total")
 
 
+def _ts(value: str | None) -> float | None:
+    if not value:
+        return None
+    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+def _cond_time(obj: dict, type_: str) -> float | None:
+    for c in (obj.get("status") or {}).get("conditions") or []:
+        if c.get("type") == type_ and c.get("status") == "True":
+            return _ts(c.get("lastTransitionTime"))
+    return None
+
+
+def stages(api: KubeClient, nss: list[str]) -> list[tuple[str, str, float, float]]:
+    """Where apply -> Ready went, from the objects' own timestamps (1 s resolution, read once at the end, so
+    sampling adds no load): per stage (who does it, what), the time from the first GreenModel's creation to the
+    last object of the stage, and the median lag of an object behind its own GreenModel's creation."""
+    gms, deps, rss, pods = [], [], [], []
+    for ns in nss:
+        gms += api.list(kc.GREENMODELS, ns)
+        deps += api.list(kc.DEPLOYMENTS, ns, label_selector=names.ALL_OWNED_SELECTOR)
+        rss += api.list(kc.ResourceKind("apps", "v1", "replicasets"), ns, label_selector=names.ALL_OWNED_SELECTOR)
+        pods += api.list(kc.PODS, ns, label_selector=names.ALL_OWNED_SELECTOR)
+    born = {(g["metadata"]["namespace"], g["metadata"]["name"]): _ts(g["metadata"]["creationTimestamp"]) for g in gms}
+    t0 = min(born.values())
+
+    def gm_of(obj: dict) -> tuple[str, str]:
+        return obj["metadata"]["namespace"], (obj["metadata"].get("labels") or {}).get(names.LABEL_INSTANCE, "")
+
+    label_to_name = {(ns, names.label_value(n)): (ns, n) for ns, n in born}
+
+    def row(who: str, what: str, objs: list[dict], when) -> tuple[str, str, float, float]:
+        lags, ends = [], []
+        for o in objs:
+            t = when(o)
+            k = label_to_name.get(gm_of(o)) or (o["metadata"].get("namespace"), o["metadata"].get("name"))
+            if t is None or k not in born:
+                continue
+            ends.append(t)
+            lags.append(t - born[k])
+        lags.sort()
+        return who, what, round(max(ends) - t0, 1) if ends else float("nan"), \
+            round(lags[len(lags) // 2], 1) if lags else float("nan")
+
+    created = lambda o: _ts(o["metadata"].get("creationTimestamp"))  # noqa: E731
+    return [
+        row("client", "GreenModel created", gms, created),
+        row("operator", "Deployment created", deps, created),
+        row("kube-controller-manager", "ReplicaSet created", rss, created),
+        row("kube-controller-manager", "Pod created", pods, created),
+        row("kube-scheduler", "Pod bound (PodScheduled)", pods, lambda o: _cond_time(o, "PodScheduled")),
+        row("kwok", "Pod Ready", pods, lambda o: _cond_time(o, "Ready")),
+        row("operator", "GreenModel Ready", gms, lambda o: _cond_time(o, "Ready")),
+    ]
+
+
+def throttling(state_dir: Path) -> dict[str, tuple[float, float]]:
+    """Client-side rate-limiter waits of kube-controller-manager and kube-scheduler (seconds, requests), from
+    their own /metrics (rest_client_rate_limiter_duration_seconds), read with the local cluster's admin cert."""
+    urllib3.disable_warnings()  # the components' self-signed serving certs, on loopback
+    pki = state_dir / "pki"
+    out = {}
+    for name, port in (("kube-controller-manager", os.environ.get("GM_PORT_KCM", "10257")),
+                       ("kube-scheduler", os.environ.get("GM_PORT_SCHEDULER", "10259"))):
+        try:
+            text = requests.get(f"https://127.0.0.1:{port}/metrics", verify=False, timeout=10,
+                                cert=(str(pki / "admin.crt"), str(pki / "admin.key"))).text
+        except requests.RequestException as exc:
+            log(f"{name} metrics: {exc}")
+            continue
+        secs = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith("rest_client_rate_limiter_duration_seconds_sum"))
+        n = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                if line.startswith("rest_client_rate_limiter_duration_seconds_count"))
+        out[name] = (round(secs, 1), n)
+    return out
+
+
+def cluster_limits(state_dir: Path) -> dict[str, str]:
+    """The client rate limits and controller concurrency the running components were started with (their
+    command lines; a flag not given is the component's default, said so)."""
+    flags = ("--kube-api-qps", "--kube-api-burst", "--concurrent-deployment-syncs", "--concurrent-replicaset-syncs")
+    out = {}
+    for name in ("kube-controller-manager", "kube-scheduler"):
+        try:
+            pid = (state_dir / "pids" / f"{name}.pid").read_text().split()[0]
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")
+        except (OSError, IndexError):
+            continue
+        given = {a.split("=", 1)[0]: a.split("=", 1)[1] for a in argv if "=" in a and a.split("=", 1)[0] in flags}
+        out[name] = ", ".join(f"{k[2:]}={v}" for k, v in sorted(given.items())) or "component defaults"
+    return out
+
+
 def run(args: argparse.Namespace) -> dict:
     out: dict = {"greenmodels": args.greenmodels, "namespaces": args.namespaces, "nodes": args.nodes,
                  "gpus": args.nodes * args.gpus_per_node, "timer_interval_s": args.interval,
@@ -197,6 +294,9 @@ def run(args: argparse.Namespace) -> dict:
 
         # ---- apply -> all Ready
         regions = list(REGIONS)
+        throttled0 = throttling(STATE_DIR)
+        out["cluster_limits"] = cluster_limits(STATE_DIR)
+        cpu0, _ = proc_sample(op.proc.pid)
         t0 = time.monotonic()
         for i in range(args.greenmodels):
             ns = nss[i % len(nss)]
@@ -221,9 +321,21 @@ def run(args: argparse.Namespace) -> dict:
         wait_for(all_ready, args.ready_timeout, "all GreenModels Ready", interval=2.0,
                  on_fail=lambda: f"{last[0]} Ready\n{op.tail()}")
         out["apply_to_all_ready_s"] = round(time.monotonic() - t0, 1)
+        cpu1, rss1 = proc_sample(op.proc.pid)
+        out["ramp_operator_cpu_percent"] = round(100 * (cpu1 - cpu0) / out["apply_to_all_ready_s"], 1)
+        out["ramp_operator_rss_mib"] = round(rss1, 1)
+        out["stages"] = stages(api, nss)
+        throttled1 = throttling(STATE_DIR)
+        out["client_throttling_s"] = {k: (round(v[0] - throttled0.get(k, (0, 0))[0], 1),
+                                          v[1] - throttled0.get(k, (0, 0))[1]) for k, v in throttled1.items()}
         m = op.metrics()
         cw, sw = writes(m)
         out["kube_requests_per_gm_to_ready"] = round(msum(m, "greenmodel_kube_requests_total") / args.greenmodels, 2)
+        out["kube_request_mean_ms"] = round(1000 * msum(m, "greenmodel_kube_request_seconds_total")
+                                            / max(1.0, msum(m, "greenmodel_kube_requests_total")), 1)
+        out["kube_requests_by_verb_per_gm"] = {
+            k.split('verb="', 1)[1].split('"', 1)[0]: round(v / args.greenmodels, 2)
+            for k, v in m.items() if k.startswith("greenmodel_kube_requests_total{")}
         out["child_writes_per_gm_to_ready"] = round(cw / args.greenmodels, 2)
         out["status_writes_per_gm_to_ready"] = round(sw / args.greenmodels, 2)
         out["passes_per_gm_to_ready"] = round(msum(m, "greenmodel_reconcile_total") / args.greenmodels, 2)
@@ -389,7 +501,21 @@ def table(r: dict) -> str:
         ("load average (1 min) start / end", f"{r.get('load_1m_start'):.2f} / {r.get('load_1m_end', 0):.2f}"),
     ]
     w = max(len(k) for k, _ in rows)
-    return "\n".join(f"{k:<{w}}  {v}" for k, v in rows)
+    text = "\n".join(f"{k:<{w}}  {v}" for k, v in rows)
+    if r.get("stages"):
+        lines = ["", "Where apply -> all Ready went (object timestamps, 1 s resolution):",
+                 f"{'who':<24} {'stage':<26} {'last one at (s)':>15} {'median lag (s)':>15}"]
+        lines += [f"{who:<24} {what:<26} {end:>15} {lag:>15}" for who, what, end, lag in r["stages"]]
+        lines.append(f"operator CPU during the ramp: {r.get('ramp_operator_cpu_percent')} % of one core; "
+                     f"RSS at all Ready {r.get('ramp_operator_rss_mib')} MiB; mean kube request "
+                     f"{r.get('kube_request_mean_ms')} ms; requests per GreenModel by verb "
+                     f"{r.get('kube_requests_by_verb_per_gm')}")
+        for name, (secs, n) in (r.get("client_throttling_s") or {}).items():
+            lines.append(f"{name}: {secs} s waited in its client-side rate limiter over {n:.0f} requests "
+                         "(rest_client_rate_limiter_duration_seconds)")
+        lines.append(f"cluster client limits: {r.get('cluster_limits')}")
+        text += "\n".join(lines)
+    return text
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,7 +12,8 @@
 #
 # Environment: GREENMODEL_CLUSTER_DIR (state, default /tmp/greenmodel-cluster), GREENMODEL_TOPOLOGY (fleet file),
 # GREENMODEL_NO_BUILD=1 (up fails instead of building when binaries are missing), GM_CACHE (build cache,
-# default ${XDG_CACHE_HOME:-~/.cache}/greenmodel), GM_*_VERSION (see e2e/lib/build.sh), GM_PORT_* (below).
+# default ${XDG_CACHE_HOME:-~/.cache}/greenmodel), GM_*_VERSION (see e2e/lib/build.sh), GM_PORT_* and the
+# controllers' client limits GM_KCM_* / GM_SCHEDULER_* (below).
 # Docs: docs/local-cluster.md
 set -euo pipefail
 
@@ -26,6 +27,12 @@ TOPOLOGY=${GREENMODEL_TOPOLOGY:-$E2E_DIR/topology.yaml}
 : "${GM_PORT_ETCD:=23790}" "${GM_PORT_ETCD_PEER:=23800}" "${GM_PORT_APISERVER:=16443}"
 : "${GM_PORT_KCM:=10257}" "${GM_PORT_SCHEDULER:=10259}" "${GM_PORT_KWOK:=10247}"
 : "${GM_UP_TIMEOUT:=90}"
+# Client rate limits and concurrency of the controllers. The components' defaults (controller-manager 20 QPS,
+# burst 30, 5 concurrent Deployment and ReplicaSet syncs; scheduler 50 QPS, burst 100) make a burst of 1,000
+# Deployments wait minutes in the controller-manager's own rate limiter (docs/scale.md measures it); clusters
+# that run thousands of workloads raise them, and this test cluster does too. Empty: the component's default.
+: "${GM_KCM_API_QPS=100}" "${GM_KCM_API_BURST=200}" "${GM_KCM_CONCURRENT_SYNCS=20}"
+: "${GM_SCHEDULER_API_QPS=100}" "${GM_SCHEDULER_API_BURST=200}"
 HOST=127.0.0.1
 
 K8S_BIN=$(gm_dir kubernetes "$GM_K8S_VERSION")/bin
@@ -150,11 +157,16 @@ cmdline_of() { # component -> argv (one per line)
         --service-account-private-key-file="$p/sa.key" --root-ca-file="$p/ca.crt" --use-service-account-credentials=true \
         --cluster-signing-cert-file="$p/ca.crt" --cluster-signing-key-file="$p/ca.key" \
         --leader-elect=false --controllers='*,-nodeipam,-cloud-node-lifecycle' --profiling=false \
+        ${GM_KCM_API_QPS:+--kube-api-qps="$GM_KCM_API_QPS"} ${GM_KCM_API_BURST:+--kube-api-burst="$GM_KCM_API_BURST"} \
+        ${GM_KCM_CONCURRENT_SYNCS:+--concurrent-deployment-syncs="$GM_KCM_CONCURRENT_SYNCS"} \
+        ${GM_KCM_CONCURRENT_SYNCS:+--concurrent-replicaset-syncs="$GM_KCM_CONCURRENT_SYNCS"} \
         --cert-dir="$STATE/kcm-certs" ;;
     kube-scheduler) printf '%s\n' "$K8S_BIN/kube-scheduler" \
         --bind-address=$HOST --secure-port="$GM_PORT_SCHEDULER" --kubeconfig="$STATE/kube-scheduler.kubeconfig" \
         --authentication-kubeconfig="$STATE/kube-scheduler.kubeconfig" \
-        --authorization-kubeconfig="$STATE/kube-scheduler.kubeconfig" --leader-elect=false --profiling=false ;;
+        --authorization-kubeconfig="$STATE/kube-scheduler.kubeconfig" --leader-elect=false --profiling=false \
+        ${GM_SCHEDULER_API_QPS:+--kube-api-qps="$GM_SCHEDULER_API_QPS"} \
+        ${GM_SCHEDULER_API_BURST:+--kube-api-burst="$GM_SCHEDULER_API_BURST"} ;;
     kwok) printf '%s\n' "$KWOK_DIR/bin/kwok" --kubeconfig="$STATE/kwok.kubeconfig" --config="$STATE/kwok.yaml" \
         --manage-all-nodes=false --manage-nodes-with-annotation-selector=kwok.x-k8s.io/node=fake \
         --node-ip=$HOST --node-lease-duration-seconds=40 --server-address="$HOST:$GM_PORT_KWOK" ;;

@@ -44,6 +44,9 @@ EVENTS_TOTAL = Counter(
 API_REQUESTS_TOTAL = Counter(
     "greenmodel_kube_requests_total", "Requests to the Kubernetes API by the reconciler, by verb.", ["verb"],
     registry=REGISTRY)
+API_REQUEST_SECONDS_TOTAL = Counter(
+    "greenmodel_kube_request_seconds_total", "Wall time of the reconciler's Kubernetes API requests, by verb "
+    "(divided by greenmodel_kube_requests_total: the mean latency).", ["verb"], registry=REGISTRY)
 CARBON_REQUESTS_TOTAL = Counter(
     "greenmodel_carbon_requests_total",
     "Calls to carbon-intensity providers by zone, provider, call (latest, forecast), outcome (ok, rejected, "

@@ -7,7 +7,7 @@ from datetime import datetime, timezone
 from greenmodel.kube import builders, names
 from greenmodel.kube.builders import OwnerRef, ServingSpec
 from greenmodel.kube.children import observe_children, pod_is_ready, pod_is_unschedulable
-from greenmodel.kube.names import Placement
+from greenmodel.api.state import Placement
 
 OWNER = OwnerRef("chat", "ns", "uid-1")
 A = Placement("v1", "europe-west2", "NVIDIA-L4")

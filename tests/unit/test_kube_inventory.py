@@ -68,7 +68,7 @@ def test_our_demand_counts_from_deployments_not_pods():
     from greenmodel.kube import builders
     from greenmodel.kube.builders import OwnerRef, ServingSpec
     from greenmodel.kube.inventory import demand_totals, deployment_demand, free_gpus
-    from greenmodel.kube.names import Placement
+    from greenmodel.api.state import Placement
 
     p = Placement("v", "r1", "L4")
     dep_a = builders.build_deployment(OwnerRef("a", "t", "uid-a"), p, 3, ServingSpec("i", (), 2))

@@ -211,7 +211,7 @@ def _check_unique(items: list[str] | None, name: str) -> None:
             seen.add(x)
 
 
-class Placement(_Model):
+class PlacementConstraints(_Model):
     """Where the model may run: allowed regions and GPU products (all known ones if unset)."""
 
     regions: Annotated[
@@ -225,7 +225,7 @@ class Placement(_Model):
     ] = None
 
     @model_validator(mode="after")
-    def _unique(self) -> "Placement":
+    def _unique(self) -> "PlacementConstraints":
         _check_unique(self.regions, "regions")
         _check_unique(self.gpu_products, "gpuProducts")
         return self
@@ -259,7 +259,7 @@ class GreenModelSpec(_Model):
     latency: LatencySLO = Field(default_factory=LatencySLO)
     carbon: CarbonSLO = Field(default_factory=CarbonSLO)
     load: LoadPrior = Field(default_factory=LoadPrior)
-    placement: Placement = Field(default_factory=Placement)
+    placement: PlacementConstraints = Field(default_factory=PlacementConstraints)
     min_replicas: Annotated[int, Field(ge=1, le=1000, description="Fewest serving replicas.")] = 1
     max_replicas: Annotated[int, Field(ge=1, le=1000, description=(
         "Most serving replicas; if the SLO needs more, Ready=False says how many."))] = 8
@@ -462,7 +462,7 @@ class BatchPoint(_Model):
     power_watts: Annotated[float, Field(gt=0, description="Average power of the whole replica (all its GPUs), W.")]
 
 
-class Runtime(_Model):
+class ServingRuntime(_Model):
     name: Annotated[str, Field(max_length=63)] = "vLLM"
     image: Annotated[str | None, Field(max_length=512)] = None
     args: Annotated[list[Annotated[str, Field(max_length=256)]], Field(max_length=32)] = Field(default_factory=list)
@@ -497,7 +497,7 @@ class ModelVariant(_Model):
     quality: Annotated[dict[str, Annotated[float, Field(ge=0, le=100)]], Field(max_length=16)] = Field(
         default_factory=dict)
     profiles: Annotated[list[Profile], Field(min_length=1, max_length=8)]
-    runtime: Runtime = Field(default_factory=Runtime)
+    runtime: ServingRuntime = Field(default_factory=ServingRuntime)
 
     @property
     def active_b(self) -> float:
@@ -659,11 +659,11 @@ __all__ = [
     "GROUP", "VERSION", "API_VERSION", "MAX_ALTERNATIVES", "MAX_DAILY_BUCKETS",
     "Policy", "Precision", "Architecture", "CarbonFallback", "ConditionStatus", "IntensityKind",
     "EnergySourceKind", "MeterKind", "TokenSourceKind",
-    "ModelSelector", "QualityFloor", "LatencySLO", "CarbonSLO", "LoadPrior", "Placement", "Hysteresis",
+    "ModelSelector", "QualityFloor", "LatencySLO", "CarbonSLO", "LoadPrior", "PlacementConstraints", "Hysteresis",
     "MissingData", "GreenModelSpec",
     "Condition", "IntensityStatus", "Predicted", "Measured", "Alternative", "EmissionsInputs",
     "DailyEmissions", "Emissions", "Decision", "GreenModelStatus",
     "GreenModel",
-    "BatchPoint", "Runtime", "Profile", "ModelVariant", "GPUProduct", "ModelCatalogSpec", "ModelCatalog",
+    "BatchPoint", "ServingRuntime", "Profile", "ModelVariant", "GPUProduct", "ModelCatalogSpec", "ModelCatalog",
     "InvalidObject", "parse_greenmodel", "parse_modelcatalog", "parse_status",
 ]

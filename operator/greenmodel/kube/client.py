@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any, Iterable, Protocol
 from urllib.parse import quote
@@ -124,6 +125,7 @@ class KubeClient:
         self._timeout = timeout_seconds
         self._lock = threading.Lock()
         self.requests_total: dict[str, int] = {}  # by verb, for tests and the metrics module
+        self.request_seconds_total: dict[str, float] = {}  # wall time of those requests, by verb
 
     # -- construction -------------------------------------------------------------------
     @classmethod
@@ -158,8 +160,14 @@ class KubeClient:
             data = json.dumps(body, separators=(",", ":"))
         with self._lock:
             self.requests_total[method] = self.requests_total.get(method, 0) + 1
-        resp = self._session.request(method, self.host + path, params=params, data=data,
-                                     headers=headers, timeout=self._timeout)
+        started = time.perf_counter()
+        try:
+            resp = self._session.request(method, self.host + path, params=params, data=data,
+                                         headers=headers, timeout=self._timeout)
+        finally:
+            with self._lock:
+                self.request_seconds_total[method] = (self.request_seconds_total.get(method, 0.0)
+                                                      + time.perf_counter() - started)
         if resp.status_code >= 400:
             reason, message = resp.reason or "", resp.text[:500]
             try:

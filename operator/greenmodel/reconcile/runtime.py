@@ -93,6 +93,7 @@ class Runtime:
         default_factory=dict)
     catalog_memo: dict[str, tuple[tuple, object]] = field(default_factory=dict)  # name -> (version, resolved)
     _reported_requests: dict[str, int] = field(default_factory=dict)
+    _reported_seconds: dict[str, float] = field(default_factory=dict)
     # Timing knobs of the pass (planning.decide.Tuning).
     capacity_exclusion_seconds: float = 300.0
     drain_seconds: float = 5.0
@@ -232,6 +233,11 @@ class Runtime:
             if delta > 0:
                 obs.API_REQUESTS_TOTAL.labels(verb).inc(delta)
                 self._reported_requests[verb] = n
+        for verb, secs in dict(getattr(self.client, "request_seconds_total", {}) or {}).items():
+            delta = secs - self._reported_seconds.get(verb, 0.0)
+            if delta > 0:
+                obs.API_REQUEST_SECONDS_TOTAL.labels(verb).inc(delta)
+                self._reported_seconds[verb] = secs
 
     def reconcile_key(self, key: Key) -> float | None:
         body = self.greenmodels.get(*key)
