@@ -201,8 +201,25 @@ def test_an_unchanged_pass_decides_the_same_thing_twice():
     a = decide(subject(), s, NOW)
     b = decide(subject(**a.status.model_dump()), replace(s, memory=a.memory), NOW + timedelta(seconds=30))
     assert b.events == () and b.deployment == a.deployment and b.deletions == ()
-    keep = ("conditions", "variant", "region", "replicas", "readyReplicas", "placedSince")
+    keep = ("conditions", "variant", "region", "replicas", "readyReplicas", "placedSince", "decision")
     assert {k: b.status.to_k8s()[k] for k in keep} == {k: a.status.to_k8s()[k] for k in keep}
+    assert b.status.decision.time == a.status.decision.time == NOW  # nothing was decided anew
+
+
+def test_a_new_decision_replaces_the_stored_one():
+    s = seen(children(dep(CLEAN), live=CLEAN))
+    a = decide(subject(), s, NOW)
+    grown = GreenModelSpec.model_validate({**SPEC, "load": {"outputTokensPerSecond": 1000}})
+    b = decide(replace(subject(**a.status.model_dump()), spec=grown), replace(s, memory=a.memory),
+               NOW + timedelta(seconds=30))
+    assert b.status.replicas == 3 and b.status.decision.time == NOW + timedelta(seconds=30)
+
+
+def test_only_moving_an_existing_service_rereads_it_first():
+    first = decide(subject(), seen(), NOW)
+    assert first.service.placement == CLEAN and not first.service.verify_live  # nothing of ours to move
+    move = decide(subject(), seen(children(dep(DIRTY), dep(CLEAN), live=DIRTY)), NOW)
+    assert move.service.placement == CLEAN and move.service.verify_live
 
 
 def test_unavailable_metrics_hold_the_last_ones_and_say_so():

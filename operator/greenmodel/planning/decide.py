@@ -230,7 +230,10 @@ class Outcome:
                          and desired_dep.ready_replicas >= c.replicas)
         ready = serving_desired and desired_dep is not None and desired_dep.pods_ready > 0 and desired_dep.ready
         in_flight = act.phase != "Steady" or dep_changes or svc_changes or not desired_ready
-        ready_pods = desired_dep.pods_ready if (serving_desired and desired_dep) else live_ready
+        # status.readyReplicas of the placement the Service serves, as its Deployment reports them (the figure
+        # `kubectl get deploy` shows, and it moves with the Ready condition, so one status write covers both)
+        serving_dep = desired_dep if serving_desired else live
+        ready_pods = serving_dep.ready_replicas if serving_dep is not None else 0
         where = desired.describe()
         if ready:
             ready_cond = Cond("Ready", True, "Serving", f"{desired_dep.pods_ready}/{c.replicas} replicas of {where} ready")
@@ -251,6 +254,8 @@ class Outcome:
         emissions, memory_emissions, interval = account(gm, seen, c, ready_pods if serving_desired else 0, now)
         measured, memory_measured = measured_block(gm, seen, ctx.observed.metrics is not None, now)
         status = plan_to_status(plan, now)
+        if _still_the_same_decision(plan, gm.stored):
+            status.decision = gm.stored.decision  # nothing was decided anew: keep when and why it was placed
         status.observed_generation = gm.generation
         status.conditions = _conditions(gm, conds, now)
         status.ready_replicas = ready_pods
@@ -271,7 +276,11 @@ class Outcome:
                if changed else "")
         return cls("Serving", status=status,
                    deployment=DesiredDeployment(desired, c.replicas, serving),
-                   service=DesiredService(act.service_placement, act.service_since, verify_live=act.service_moved),
+                   # Re-read the live Service before moving it (the one write whose staleness could cost
+                   # availability); a first Service, with none of ours known, has nothing to move.
+                   service=DesiredService(act.service_placement, act.service_since,
+                                          verify_live=act.service_moved and bool(children.service_exists
+                                                                                 or children.deployments)),
                    pdb=True, deletions=deletions, events=events, requeue_seconds=act.requeue_seconds,
                    gauges=gauges, memory=memory, accounted=interval, log=log)
 
@@ -535,6 +544,15 @@ def _decision_events(plan: Plan, children: ChildState, act: SwitchActions, dep_c
     return tuple(out)
 
 
+def _still_the_same_decision(plan: Plan, stored: GreenModelStatus) -> bool:
+    """The plan keeps the placement status already records, and nothing better was held back by hysteresis."""
+    d = stored.decision
+    return (d is not None and plan.kept_current and plan.best is not None and plan.chosen is not None
+            and plan.best.placement == plan.chosen.placement and stored.variant == plan.chosen.variant
+            and stored.region == plan.chosen.region and stored.gpu_product == plan.chosen.gpu_product
+            and stored.replicas == plan.chosen.replicas)
+
+
 def _live_ready(children: ChildState) -> int:
     live = children.live_deployment
     return live.pods_ready if live is not None else 0
@@ -552,10 +570,10 @@ def _conditions(gm: Subject, wanted: list[Cond], now: datetime) -> list[Conditio
 def _base_status(gm: Subject, seen: Seen, now: datetime, conds: list[Cond]) -> GreenModelStatus:
     """Conditions plus the placement fields of what actually serves (the stored ones when nothing does); the
     accounting blocks stay as stored (only a serving pass advances them)."""
-    st = GreenModelStatus(observed_generation=gm.generation, conditions=_conditions(gm, conds, now),
-                          ready_replicas=_live_ready(seen.children), emissions=gm.stored.emissions,
-                          measured=gm.stored.measured)
     live = seen.children.live_deployment
+    st = GreenModelStatus(observed_generation=gm.generation, conditions=_conditions(gm, conds, now),
+                          ready_replicas=live.ready_replicas if live is not None else 0, emissions=gm.stored.emissions,
+                          measured=gm.stored.measured)
     if live is None:
         prev = gm.stored
         st.variant, st.region, st.gpu_product = prev.variant, prev.region, prev.gpu_product
