@@ -46,8 +46,15 @@ def config(tmp_path):
     return path
 
 
+def no_pods_terminating(api) -> bool:  # noqa: F811
+    return not any((p.get("metadata") or {}).get("deletionTimestamp") for p in api.list(kc.PODS))
+
+
 @pytest.fixture
-def start(cluster, namespace, config, tmp_path, scale_nodes):  # noqa: F811
+def start(cluster, api, namespace, config, tmp_path, scale_nodes):  # noqa: F811
+    # The previous test's namespace (up to 60 pods) is still being deleted: let kwok finish that first, so a
+    # test measures the operator, not kwok working through another test's deletions.
+    wait_for(lambda: no_pods_terminating(api), 120, "the previous test's pods deleted", interval=0.5)
     procs: list[OperatorProcess] = []
 
     def _start(check_health: bool = True) -> OperatorProcess:
