@@ -32,7 +32,7 @@ TOPOLOGY=${GREENMODEL_TOPOLOGY:-$E2E_DIR/topology.yaml}
 # Deployments wait minutes in the controller-manager's own rate limiter (docs/scale.md measures it); clusters
 # that run thousands of workloads raise them, and this test cluster does too. Empty: the component's default.
 : "${GM_KCM_API_QPS=100}" "${GM_KCM_API_BURST=200}" "${GM_KCM_CONCURRENT_SYNCS=20}"
-: "${GM_SCHEDULER_API_QPS=100}" "${GM_SCHEDULER_API_BURST=200}" "${GM_KWOK_PARALLELISM:=16}"
+: "${GM_SCHEDULER_API_QPS=100}" "${GM_SCHEDULER_API_BURST=200}" "${GM_KWOK_POD_WORKERS:=16}"
 HOST=127.0.0.1
 
 K8S_BIN=$(gm_dir kubernetes "$GM_K8S_VERSION")/bin
@@ -270,12 +270,15 @@ cmd_up() {
   exec 9>"$STATE.lock"  # one `up`/`down` at a time (several test sessions may share this cluster)
   flock -w 600 9 || die "another e2e/cluster.sh holds $STATE.lock"
   ensure_pki
-  # kwok's workers: 4 per kind by default; a test that deletes a namespace of 30 pods while the next one
-  # creates 60 kept all four busy with deletes (retried when a pod was already gone) and left new pods
-  # Pending for minutes.
+  # kwok's pod workers: 4 by default; a test that deletes a namespace of 30 pods while the next one creates
+  # 60 kept all four busy with deletes (retried when a pod was already gone) and left new pods Pending for
+  # minutes. A KwokConfiguration given in a file is not defaulted field by field, so every option is written
+  # out at kwok v0.8.0's default (pkg/apis/config/v1alpha1/zz_generated.defaults.go) except the pod workers.
   { printf '%s\n' "apiVersion: config.kwok.x-k8s.io/v1alpha1" "kind: KwokConfiguration" "options:" \
-      "  podPlayStageParallelism: $GM_KWOK_PARALLELISM" "  nodePlayStageParallelism: $GM_KWOK_PARALLELISM" \
-      "  nodeLeaseParallelism: $GM_KWOK_PARALLELISM"
+      "  cidr: 10.0.0.0/24" "  enableDebuggingHandlers: true" "  enableContentionProfiling: false" \
+      "  enableProfilingHandler: true" "  podPlayStageParallelism: $GM_KWOK_POD_WORKERS" \
+      "  nodePlayStageParallelism: 4" "  nodeLeaseParallelism: 4" "  podsOnNodeSyncParallelism: 1" \
+      "  enablePodsOnNodeSyncListPager: true" "  enablePodsOnNodeSyncStreamWatch: false"
     cat "$KWOK_DIR"/stages/*.yaml; } >"$STATE/kwok.yaml"
   start etcd; wait_healthy etcd
   start kube-apiserver; wait_healthy kube-apiserver
