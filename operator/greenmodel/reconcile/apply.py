@@ -5,7 +5,6 @@ is counted and written through to the cache. Nothing here decides anything: ``pl
 
 from __future__ import annotations
 
-import copy
 import logging
 import re
 from datetime import datetime
@@ -77,22 +76,29 @@ def involved_ref(gm: Subject) -> dict:
             "uid": gm.uid}
 
 
+_NUMBER = re.compile(r"\d+(\.\d+)?")
+
+
 def _stable(status: dict) -> dict:
-    """Status with the parts that change without meaning masked (for the write-or-not decision)."""
-    s = copy.deepcopy(status)
+    """Status with the parts that change without meaning masked (for the write-or-not decision). Copies only
+    what it masks: the rest is shared with ``status``, which is never changed (a deep copy of the whole status
+    was half of an idle pass's CPU)."""
+    s = dict(status)
     dec = s.get("decision")
     if isinstance(dec, dict):
-        dec.pop("time", None)
+        dec = {k: v for k, v in dec.items() if k != "time"}
         if isinstance(dec.get("message"), str):
-            dec["message"] = re.sub(r"\d+(\.\d+)?", "#", dec["message"])
+            dec["message"] = _NUMBER.sub("#", dec["message"])
+        s["decision"] = dec
     inten = s.get("intensity")
     if isinstance(inten, dict):
-        inten.pop("timestamp", None)
+        s["intensity"] = {k: v for k, v in inten.items() if k != "timestamp"}
     # Messages carry counters that move every pass (dwell seconds, reading times, free GPUs);
     # the numbers that matter are typed fields compared above. Reasons and statuses still count.
-    for c in s.get("conditions") or []:
-        if isinstance(c.get("message"), str):
-            c["message"] = re.sub(r"\d+(\.\d+)?", "#", c["message"])
+    conds = s.get("conditions")
+    if isinstance(conds, list):
+        s["conditions"] = [{**c, "message": _NUMBER.sub("#", c["message"])}
+                           if isinstance(c, dict) and isinstance(c.get("message"), str) else c for c in conds]
     return s
 
 
