@@ -50,7 +50,8 @@ def reconcile_pass(rt: Runtime, body: dict) -> float | None:
     now = rt.clock()
     outcome = decide(gm, seen, now)
     apply(rt, body, gm, seen, outcome, now)
-    rt.memory[gm.key] = outcome.memory
+    if rt.greenmodels.get(*gm.key) is not None:  # not deleted meanwhile (its DELETED event dropped the memory)
+        rt.memory[gm.key] = outcome.memory
     return outcome.requeue_seconds
 
 
