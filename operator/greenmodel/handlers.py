@@ -110,6 +110,8 @@ def build_registry(rt: Runtime) -> kopf.OperatorRegistry:
     kopf.on.event("", "v1", "services", labels=ours, registry=registry)(child_handler(rt.services))
     kopf.on.event("policy", "v1", "poddisruptionbudgets", labels=ours, registry=registry)(child_handler(rt.pdbs))
     kopf.on.event("", "v1", "pods", labels=ours, registry=registry)(child_handler(rt.pods))
+    kopf.on.event("", "v1", "persistentvolumeclaims", labels=ours, registry=registry)(child_handler(rt.claims))
+    kopf.on.event("batch", "v1", "jobs", labels=ours, registry=registry)(child_handler(rt.jobs))
     return registry
 
 

@@ -9,6 +9,7 @@ import pytest
 import yaml
 
 from greenmodel.api.v1alpha1 import (
+    DNS_LABEL,
     GreenModelSpec,
     GreenModelStatus,
     InvalidObject,
@@ -137,7 +138,10 @@ def test_invalid_table_covers_every_kind_of_bad_input():
         assert sum(f"kind: {kind}" in text for _n, text in heads) >= 10, kind
 
 
-def test_spec_holds_no_urls_secrets_or_cross_namespace_references():
+def test_spec_holds_no_urls_credentials_or_cross_namespace_references():
+    """A tenant names no address, no credential and nothing in another namespace. The one Secret it may name is
+    `serving.huggingFaceTokenSecretName`: a name in its own namespace, passed to its pods by secretKeyRef (the
+    operator never reads it)."""
     schema = GreenModelSpec.model_json_schema(by_alias=True)
     names: set[str] = set()
 
@@ -152,6 +156,11 @@ def test_spec_holds_no_urls_secrets_or_cross_namespace_references():
             for v in node:
                 walk(v)
 
+    serving = schema["$defs"]["ServingOptions"]["properties"]
+    secret_fields = [k for k in serving if "secret" in k.lower()]
+    assert secret_fields == ["huggingFaceTokenSecretName"]
+    assert serving["huggingFaceTokenSecretName"]["anyOf"][0]["pattern"] == DNS_LABEL  # a name, not a path
+    schema["$defs"]["ServingOptions"]["properties"] = {k: v for k, v in serving.items() if k not in secret_fields}
     walk(schema)
     assert {"average", "output", "tokens", "family"} <= names  # the walk sees camelCase words
     for bad in ("url", "uri", "endpoint", "secret", "credentials", "auth", "password", "namespace", "host", "address", "ref"):

@@ -32,8 +32,11 @@ SPEC = {"model": {"family": "chat"}, "quality": {"benchmark": "MMLU", "minScore"
         "latency": {"ttftP95Milliseconds": 5000, "interTokenP95Milliseconds": 50},
         "load": {"outputTokensPerSecond": 600}, "hysteresis": {"minImprovementPercent": 10, "minDwellSeconds": 0}}
 CLEAN, DIRTY = Placement("small", "r-clean", "GPU-X"), Placement("small", "r-dirty", "GPU-X")
-# What the operator runs for the variant at its only operating point (1 GPU, --max-num-seqs 8).
-SERVING = serving_spec(CATALOG.variants[0], SimpleNamespace(runtime_args=(), gpus_per_replica=1, batch_cap=8))
+# What the operator runs for the variant at its only operating point (1 GPU, --max-num-seqs 8; no attention
+# shape in this catalog, so --max-model-len is the variant's contextLength default, 8192).
+SERVING = serving_spec(CATALOG, CATALOG.variants[0], SimpleNamespace(
+    runtime_args=(), gpus_per_replica=1, batch_cap=8, max_model_len=8192, gpu_memory_utilization=0.9,
+    region="r-clean", gpu_product="GPU-X"), GreenModelSpec.model_validate(SPEC))
 
 
 def region(g: float) -> RegionObs:
@@ -147,9 +150,15 @@ TABLE = {
     "switch: target ready, the Service moves, the old one drains": (
         subject(), seen(children(dep(DIRTY), dep(CLEAN), live=DIRTY)),
         dict(kind="Serving", deployment=(CLEAN, 2), service=CLEAN, deletions=[], events=["RegionSwitched"],
-             conditions={"Ready": ("True", "Serving"), "Reconciling": ("True", "Draining")}, requeue=5)),
+             # held for the longest request the SLO allows (2048 tokens x 50 ms + 5 s TTFT = 107.4 -> 108 s) after
+             # the operator's 5 s for endpoints to catch up
+             conditions={"Ready": ("True", "Serving"), "Reconciling": ("True", "Draining")}, requeue=113)),
+    "switch: the old placement still drains the longest request": (
+        subject(), seen(children(dep(DIRTY), dep(CLEAN), live=CLEAN, since=NOW - timedelta(seconds=100))),
+        dict(kind="Serving", deployment=(CLEAN, 2), service=CLEAN, deletions=[], events=[],
+             conditions={"Ready": ("True", "Serving"), "Reconciling": ("True", "Draining")}, requeue=13)),
     "switch: drained, the old placement is deleted by uid": (
-        subject(), seen(children(dep(DIRTY), dep(CLEAN), live=CLEAN, since=NOW - timedelta(seconds=6))),
+        subject(), seen(children(dep(DIRTY), dep(CLEAN), live=CLEAN, since=NOW - timedelta(seconds=114))),
         dict(kind="Serving", deployment=(CLEAN, 2), service=CLEAN, deletions=["uid-r-dirty"], events=[],
              conditions={"Ready": ("True", "Serving"), "Reconciling": ("False", "ReconciliationSucceeded")},
              requeue=None)),

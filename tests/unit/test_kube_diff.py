@@ -23,7 +23,7 @@ def _as_server_returns(obj: dict) -> dict:
     c = live["spec"]["template"]["spec"]["containers"][0]
     c.update(imagePullPolicy="IfNotPresent", terminationMessagePath="/dev/termination-log")
     c["ports"][0]["hostPort"] = None
-    c["readinessProbe"].update(timeoutSeconds=1, successThreshold=1)
+    c["readinessProbe"].update(successThreshold=1)
     c["readinessProbe"]["httpGet"]["scheme"] = "HTTP"
     live["spec"]["template"]["spec"]["dnsPolicy"] = "ClusterFirst"
     # another manager's env var survives SSA (merge key `name`)

@@ -41,6 +41,10 @@ CEL_RULES: dict[str, dict[str, list[dict[str, str]]]] = {
             {"rule": "self.variants.all(v, v.profiles.all(p, self.gpus.exists(g, g.product == p.gpuProduct)))",
              "message": "every `variants[].profiles[].gpuProduct` must be listed in `gpus`"},
         ],
+        "spec.runtimes[].podSpecOverrides": [
+            {"rule": " && ".join(f"!has(self.{f})" for f in sorted(api.PROTECTED_POD_FIELDS)),
+             "message": "podSpecOverrides may not set " + ", ".join(sorted(api.PROTECTED_POD_FIELDS))},
+        ],
         "spec.gpus[]": [
             {"rule": "self.idleWatts <= self.maxWatts",
              "message": "`idleWatts` must be less than or equal to `maxWatts`"},
@@ -76,6 +80,11 @@ LIST_TYPES: dict[str, dict[str, dict[str, Any]]] = {
         "spec.variants": {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
         "spec.variants[].profiles": {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["gpuProduct"]},
         "spec.variants[].profiles[].batch": {"x-kubernetes-list-type": "atomic"},
+        "spec.runtimes": {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+        "spec.runtimes[].resourcesByGpuProduct": {"x-kubernetes-list-type": "map",
+                                                  "x-kubernetes-list-map-keys": ["gpuProduct"]},
+        "spec.runtimes[].env": {"x-kubernetes-list-type": "map", "x-kubernetes-list-map-keys": ["name"]},
+        "spec.runtimes[].tolerations": {"x-kubernetes-list-type": "atomic"},
     },
 }
 
@@ -132,6 +141,8 @@ def _structural(node: Any, *, in_status: bool) -> Any:
         node["exclusiveMaximum"] = True
     if node.get("default", 0) is None or in_status:
         node.pop("default", None)
+    if node.get("x-kubernetes-preserve-unknown-fields") and node.get("additionalProperties") is True:
+        node.pop("additionalProperties")  # an open object is said by preserve-unknown-fields alone
     if node.get("type") == "object" and "additionalProperties" in node and node["additionalProperties"] is False:
         node.pop("additionalProperties")  # structural schemas prune unknown fields instead
     for key in ("properties",):

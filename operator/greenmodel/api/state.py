@@ -29,29 +29,63 @@ class Placement:
 
 
 @dataclass(frozen=True)
+class Weights:
+    """Where a serving pod finds its weights: a model-cache PVC filled by a download Job (``cache``), a PVC an
+    admin pre-loaded (``preloaded``, air-gapped), or an emptyDir each pod downloads into (``download``)."""
+
+    source: str = "download"  # download | cache | preloaded
+    claim_name: str = ""  # the preloaded PVC (a cache PVC is named by kube.names.cache_claim_name)
+    path: str = ""  # checkpoint directory inside a preloaded claim
+    size_gib: float = 0.0  # emptyDir size limit / cache PVC size
+    model_id: str = ""  # what the cache holds (Hugging Face repo id)
+    region: str = ""  # where the cache lives (a cache is per GreenModel, model and region)
+
+
+@dataclass(frozen=True)
 class ServingSpec:
-    """What the serving container runs, resolved from the catalog variant and its runtime."""
+    """What the serving container runs, resolved from the catalog variant, its runtime profile and the
+    GreenModel (planning/serving.py). Everything the pod template needs, nothing raw."""
 
     image: str
     args: tuple[str, ...]
     gpus_per_replica: int
     runtime: str = "vllm"
+    command: tuple[str, ...] = ()
     port: int = 8000
     health_path: str = "/health"
     env: tuple[tuple[str, str], ...] = ()
+    # (env name, Secret name, key, optional): passed by secretKeyRef, never read by the operator
+    secret_env: tuple[tuple[str, str, str, bool], ...] = ()
     cpu_request: str | None = None
-    memory_request: str | None = None
+    memory_request: str | None = None  # also the memory limit
+    ephemeral_storage_request: str | None = None
     # Model loading takes minutes: allow this long before liveness may kill a starting pod.
     startup_seconds: int = 900
+    # In-flight streams finish within this after a pod leaves the Service (preStop sleep; grace adds margin).
+    drain_seconds: int = 0
     tolerations: tuple[tuple[str, str, str], ...] = field(
         default=(("nvidia.com/gpu", "Exists", "NoSchedule"),))  # (key, operator, effect)
+    # Full tolerations as JSON (value, tolerationSeconds too); used instead of ``tolerations`` when set.
+    tolerations_json: str = ""
+    runtime_class_name: str | None = None
+    priority_class_name: str | None = None
+    image_pull_secrets: tuple[str, ...] = ()
+    pod_labels: tuple[tuple[str, str], ...] = ()
+    pod_annotations: tuple[tuple[str, str], ...] = ()
+    pod_spec_overrides_json: str = ""  # the runtime profile's podSpecOverrides, canonical JSON
+    weights: Weights = field(default_factory=Weights)
+    shm_size_gib: float = 0.0  # /dev/shm size limit (0: no limit)
+    served_model_name: str = ""
 
 
 def intent_hash(placement: Placement, replicas: int, serving: ServingSpec) -> str:
     """A short, stable fingerprint of what we ask one Deployment to be. The builder stamps it on the
     Deployment, so deciding whether a pass changes it needs no raw body and no diff."""
+    fields = {k: getattr(serving, k) for k in serving.__dataclass_fields__}
+    w = serving.weights
+    fields["weights"] = [w.source, w.claim_name, w.path, w.size_gib, w.model_id, w.region]
     doc = {"placement": [placement.variant, placement.region, placement.gpu_product], "replicas": replicas,
-           "serving": {k: getattr(serving, k) for k in serving.__dataclass_fields__}}
+           "serving": fields}
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=list).encode()).hexdigest()[:16]
 
 
@@ -89,6 +123,27 @@ class DeploymentState:
 
 
 @dataclass(frozen=True)
+class CacheState:
+    """One model cache of a GreenModel (a PVC and the Job that fills it), as observed."""
+
+    model_id: str
+    region: str
+    claim_name: str = ""
+    claim_uid: str = ""
+    claim_phase: str = ""  # Pending | Bound | Lost ("" when the claim is missing)
+    job_name: str = ""
+    job_uid: str = ""
+    job_succeeded: bool = False
+    job_failed: str = ""  # the Job's Failed condition message ("" unless it failed for good)
+    job_started: datetime | None = None
+    job_completed: datetime | None = None
+
+    @property
+    def ready(self) -> bool:
+        return bool(self.claim_name) and self.job_succeeded
+
+
+@dataclass(frozen=True)
 class ChildState:
     """Every child of one GreenModel, as observed (owned by its uid)."""
 
@@ -98,6 +153,7 @@ class ChildState:
     service_since: datetime | None = None
     pdb_exists: bool = False
     foreign: tuple[str, ...] = ()  # our labels but not owned by this GreenModel uid
+    caches: Mapping[tuple[str, str], CacheState] = field(default_factory=dict)  # (model id, region) -> cache
 
     @property
     def ready_pods(self) -> int:

@@ -251,6 +251,22 @@ class MissingData(_Model):
         "ExcludeRegion."))
 
 
+class ServingOptions(_Model):
+    """How the tenant's model is served: context cap, gated-weights token, longest response to drain.
+    Nothing here is an address: the token is a Secret in the GreenModel's own namespace, read only by the
+    serving pods (secretKeyRef), never by the operator."""
+
+    max_model_len: Annotated[int | None, Field(ge=256, le=10_000_000, description=(
+        "Cap on the served context (vLLM --max-model-len), tokens; the catalog variant's context length and "
+        "what fits the GPU memory cap it further."))] = None
+    hugging_face_token_secret_name: Annotated[str | None, Field(min_length=1, max_length=253, pattern=DNS_LABEL,
+        description=("Secret in this namespace holding the Hugging Face token for gated weights (key: the "
+                     "catalog's huggingFaceToken.key, HF_TOKEN by default). Overrides the catalog's secret name."))] = None
+    max_output_tokens: Annotated[int, Field(ge=1, le=1_000_000, description=(
+        "Longest response the SLO is promised for, tokens. An old pod drains for maxOutputTokens x the ITL SLO "
+        "+ the TTFT SLO before it stops (switch, scale-down, rollout)."))] = 2048
+
+
 class GreenModelSpec(_Model):
     """What a team wants served; the operator chooses variant, region, GPU product and replicas."""
 
@@ -267,6 +283,7 @@ class GreenModelSpec(_Model):
         "How to rank feasible placements: LatencyFirst, Balanced (grams x (1 + latency/SLO)) or CarbonFirst."))
     hysteresis: Hysteresis = Field(default_factory=Hysteresis)
     missing_data: MissingData = Field(default_factory=MissingData)
+    serving: ServingOptions = Field(default_factory=ServingOptions)
     suspend: bool = Field(default=False, description="Stop reconciling; the current children are left as they are.")
 
     @model_validator(mode="after")
@@ -463,9 +480,137 @@ class BatchPoint(_Model):
 
 
 class ServingRuntime(_Model):
-    name: Annotated[str, Field(max_length=63)] = "vLLM"
-    image: Annotated[str | None, Field(max_length=512)] = None
-    args: Annotated[list[Annotated[str, Field(max_length=256)]], Field(max_length=32)] = Field(default_factory=list)
+    """A variant's runtime: which of the catalog's `runtimes` serves it, and variant-specific extra arguments."""
+
+    name: Annotated[str, Field(max_length=63, description="A `spec.runtimes[].name` (vLLM by default).")] = "vLLM"
+    image: Annotated[str | None, Field(max_length=512, description=(
+        "Image for this variant only; the runtime profile's image if unset."))] = None
+    args: Annotated[list[Annotated[str, Field(max_length=256)]], Field(max_length=32, description=(
+        "Extra engine arguments of this variant (the operator derives the rest, see docs/serving.md)."))] = Field(
+        default_factory=list)
+
+
+QUANTITY = r"^[0-9]+(\.[0-9]+)?(m|k|M|G|T|Ki|Mi|Gi|Ti)?$"
+
+
+class PodResources(_Model):
+    """Container requests per GPU of a replica (a replica of g GPUs asks for g times these)."""
+
+    cpu: Annotated[str, Field(max_length=32, pattern=QUANTITY, description="CPU request per GPU.")] = "4"
+    memory: Annotated[str, Field(max_length=32, pattern=QUANTITY, description=(
+        "Memory request (and limit) per GPU; at least the weights' share plus 8Gi is asked for regardless."))] = "32Gi"
+    ephemeral_storage: Annotated[str, Field(max_length=32, pattern=QUANTITY, description=(
+        "Ephemeral storage request per GPU (logs, compile caches; weights live on the model cache)."))] = "10Gi"
+
+
+class GPUProductResources(PodResources):
+    gpu_product: Annotated[str, Field(min_length=1, max_length=63, pattern=LABEL_VALUE)]
+
+
+class EnvVar(_Model):
+    name: Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")]
+    value: Annotated[str, Field(max_length=4096)] = ""
+
+
+class Toleration(_Model):
+    """core/v1 Toleration."""
+
+    key: Annotated[str | None, Field(max_length=316)] = None
+    operator: Literal["Exists", "Equal"] = "Equal"
+    value: Annotated[str | None, Field(max_length=63)] = None
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = None
+    toleration_seconds: int | None = None
+
+
+class RuntimeProfile(_Model):
+    """How the pods of one serving engine look on this cluster: admin-owned (the catalog is cluster-scoped)."""
+
+    name: Annotated[str, Field(min_length=1, max_length=63, description="Engine name variants refer to, e.g. vLLM.")]
+    image: Annotated[str, Field(min_length=1, max_length=512, description=(
+        "Engine image, a tag or a digest (repo:tag@sha256:...)."))]
+    image_pull_secrets: Annotated[list[Annotated[str, Field(min_length=1, max_length=253, pattern=DNS_LABEL)]],
+                                  Field(max_length=8, description=(
+                                      "Secrets in each GreenModel's namespace used to pull the image."))] = Field(
+        default_factory=list)
+    resources: PodResources = Field(default_factory=PodResources, description="Requests per GPU, any GPU product.")
+    resources_by_gpu_product: Annotated[list[GPUProductResources], Field(max_length=16, description=(
+        "Requests per GPU for one GPU product (replaces `resources` there)."))] = Field(default_factory=list)
+    env: Annotated[list[EnvVar], Field(max_length=64, description="Extra environment of the server container.")] = Field(
+        default_factory=list)
+    tolerations: Annotated[list[Toleration], Field(max_length=16, description=(
+        "Tolerations of the serving pods; the NVIDIA GPU taint (nvidia.com/gpu, Exists, NoSchedule) if unset."))] = Field(
+        default_factory=lambda: [Toleration(key="nvidia.com/gpu", operator="Exists", effect="NoSchedule")])
+    runtime_class_name: Annotated[str | None, Field(max_length=253, pattern=DNS_LABEL, description=(
+        "RuntimeClass of the serving pods (e.g. `nvidia` where the GPU operator is not the default runtime)."))] = None
+    priority_class_name: Annotated[str | None, Field(max_length=253, pattern=DNS_LABEL)] = None
+    weights_load_mebibytes_per_second: Annotated[float, Field(gt=0, le=1_000_000, description=(
+        "Weights read speed from the model cache, MiB/s: the startup probe allows weights / this + "
+        "`startupOverheadSeconds`."))] = 200
+    startup_overhead_seconds: Annotated[int, Field(ge=0, le=86400, description=(
+        "Engine start beside reading the weights (CUDA graphs, compilation, warm-up), seconds."))] = 600
+    pod_labels: Annotated[dict[str, Annotated[str, Field(max_length=63)]], Field(max_length=32)] = Field(
+        default_factory=dict)
+    pod_annotations: Annotated[dict[str, Annotated[str, Field(max_length=4096)]], Field(max_length=32)] = Field(
+        default_factory=dict)
+    pod_spec_overrides: Annotated[dict[str, Any], Field(max_length=32, description=(
+        "Escape hatch: pod spec fields set as given over the operator's (e.g. `nodeSelector`, `dnsConfig`, "
+        "`schedulerName`). `affinity`, `automountServiceAccountToken`, `containers`, `initContainers`, "
+        "`securityContext`, `serviceAccountName` and `volumes` cannot be overridden."),
+        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True})] = Field(default_factory=dict)
+
+    def resources_for(self, gpu_product: str) -> PodResources:
+        for r in self.resources_by_gpu_product:
+            if r.gpu_product == gpu_product:
+                return r
+        return self.resources
+
+    @model_validator(mode="after")
+    def _check(self) -> "RuntimeProfile":
+        if set(self.pod_spec_overrides) & PROTECTED_POD_FIELDS:
+            raise ValueError("podSpecOverrides may not set " + ", ".join(sorted(PROTECTED_POD_FIELDS)))
+        _check_unique([r.gpu_product for r in self.resources_by_gpu_product], "resourcesByGpuProduct.gpuProduct")
+        return self
+
+
+PROTECTED_POD_FIELDS = frozenset({"containers", "initContainers", "volumes", "securityContext",
+                                  "serviceAccountName", "automountServiceAccountToken", "affinity"})
+
+
+class ModelCache(_Model):
+    """A model cache that survives restarts and switches: a PVC per GreenModel, model and region, filled once
+    by a download Job, mounted by every serving pod of that model there."""
+
+    storage_class_name: Annotated[str | None, Field(max_length=253, pattern=DNS_LABEL, description=(
+        "StorageClass of the cache PVCs; the cluster default if unset."))] = None
+    access_mode: Literal["ReadWriteOnce", "ReadWriteMany", "ReadWriteOncePod"] = Field(
+        default="ReadWriteOnce", description="ReadWriteMany lets replicas on several nodes share one cache.")
+    size_factor: Annotated[float, Field(ge=1, le=10, description=(
+        "PVC size = weightMemoryGiB x this (safetensors plus tokenizer and config files)."))] = 1.2
+
+
+class SecretKey(_Model):
+    secret_name: Annotated[str | None, Field(min_length=1, max_length=253, pattern=DNS_LABEL, description=(
+        "Secret in each GreenModel's namespace; none if unset (public weights only)."))] = None
+    key: Annotated[str, Field(min_length=1, max_length=253, pattern=r"^[-._a-zA-Z0-9]+$")] = "HF_TOKEN"
+
+
+class AttentionShape(_Model):
+    """What one token costs in KV cache (from the checkpoint's config.json), per vLLM's own formula:
+    2 (K and V) x layers x KV heads per GPU x head size x bytes per element."""
+
+    layers: Annotated[int, Field(ge=1, le=1024, description="num_hidden_layers")]
+    kv_heads: Annotated[int, Field(ge=1, le=1024, alias="kvHeads", description="num_key_value_heads")]
+    head_dim: Annotated[int, Field(ge=1, le=4096, description="head_dim (hidden_size / num_attention_heads)")]
+    kv_cache_bytes_per_element: Annotated[int, Field(ge=1, le=4, description=(
+        "2 for a bf16/fp16 KV cache (vLLM's default), 1 for --kv-cache-dtype fp8."))] = 2
+
+
+class PreloadedWeights(_Model):
+    """Weights already on a PVC in the GreenModel's namespace (air-gapped clusters): no download."""
+
+    claim_name: Annotated[str, Field(min_length=1, max_length=253, pattern=DNS_LABEL)]
+    path: Annotated[str, Field(max_length=1024, pattern=r"^[A-Za-z0-9._/-]*$", description=(
+        "Directory of the checkpoint inside the claim (config.json, *.safetensors)."))] = ""
 
 
 class Profile(_Model):
@@ -494,6 +639,17 @@ class ModelVariant(_Model):
     weight_memory_gi_b: Annotated[float, Field(gt=0, alias="weightMemoryGiB")]
     min_kv_cache_gi_b: Annotated[float, Field(ge=0, alias="minKVCacheGiB", description=(
         "KV cache a replica needs at least, GiB (across its GPUs)."))] = 4.0
+    attention: AttentionShape | None = Field(default=None, description=(
+        "KV cache per token; with it the planner checks memory the way vLLM does (else minKVCacheGiB)."))
+    context_length: Annotated[int, Field(ge=256, le=10_000_000, description=(
+        "Longest context the checkpoint supports (max_position_embeddings): the highest --max-model-len."))] = 8192
+    overhead_gi_b_per_gpu: Annotated[float, Field(ge=0, le=64, alias="overheadGiBPerGpu", description=(
+        "Memory besides weights and KV cache per GPU: activations of the profiling run, CUDA graphs, NCCL and "
+        "the CUDA context (vLLM's non-KV memory), GiB."))] = 2.0
+    quantization: Annotated[str | None, Field(max_length=63, pattern=r"^[a-z0-9_]+$", description=(
+        "vLLM --quantization, only for online quantisation of a checkpoint that is not quantised already "
+        "(a pre-quantised checkpoint names its method in config.json)."))] = None
+    preloaded: PreloadedWeights | None = None
     quality: Annotated[dict[str, Annotated[float, Field(ge=0, le=100)]], Field(max_length=16)] = Field(
         default_factory=dict)
     profiles: Annotated[list[Profile], Field(min_length=1, max_length=8)]
@@ -536,6 +692,19 @@ class GPUProduct(_Model):
 class ModelCatalogSpec(_Model):
     gpus: Annotated[list[GPUProduct], Field(min_length=1, max_length=16)]
     variants: Annotated[list[ModelVariant], Field(min_length=1, max_length=512)]
+    runtimes: Annotated[list[RuntimeProfile], Field(max_length=8, description=(
+        "Runtime profiles by engine name; vLLM with the operator's default image if none is named vLLM."))] = Field(
+        default_factory=list)
+    model_cache: ModelCache | None = Field(default=None, description=(
+        "Weights on PVCs filled by a download Job; without it each pod downloads into an emptyDir."))
+    hugging_face_token: SecretKey = Field(default_factory=SecretKey, description=(
+        "Secret (in each GreenModel's namespace) with the Hugging Face token, passed by secretKeyRef."))
+
+    def runtime(self, name: str) -> RuntimeProfile | None:
+        for r in self.runtimes:
+            if r.name.lower() == name.lower():
+                return r
+        return None
 
     @model_validator(mode="after")
     def _check(self) -> "ModelCatalogSpec":
@@ -546,6 +715,7 @@ class ModelCatalogSpec(_Model):
         products = [g.product for g in self.gpus]
         if len(set(products)) != len(products):
             raise ValueError("spec.gpus: duplicate GPU product")
+        _check_unique([r.name.lower() for r in self.runtimes], "runtimes.name")
         known = set(products)
         for v in self.variants:
             for p in v.profiles:
@@ -660,10 +830,11 @@ __all__ = [
     "Policy", "Precision", "Architecture", "CarbonFallback", "ConditionStatus", "IntensityKind",
     "EnergySourceKind", "MeterKind", "TokenSourceKind",
     "ModelSelector", "QualityFloor", "LatencySLO", "CarbonSLO", "LoadPrior", "PlacementConstraints", "Hysteresis",
-    "MissingData", "GreenModelSpec",
+    "MissingData", "ServingOptions", "GreenModelSpec",
     "Condition", "IntensityStatus", "Predicted", "Measured", "Alternative", "EmissionsInputs",
     "DailyEmissions", "Emissions", "Decision", "GreenModelStatus",
     "GreenModel",
-    "BatchPoint", "ServingRuntime", "Profile", "ModelVariant", "GPUProduct", "ModelCatalogSpec", "ModelCatalog",
+    "BatchPoint", "ServingRuntime", "PodResources", "GPUProductResources", "EnvVar", "Toleration", "RuntimeProfile",
+    "ModelCache", "SecretKey", "AttentionShape", "PreloadedWeights", "PROTECTED_POD_FIELDS", "Profile", "ModelVariant", "GPUProduct", "ModelCatalogSpec", "ModelCatalog",
     "InvalidObject", "parse_greenmodel", "parse_modelcatalog", "parse_status",
 ]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from greenmodel.api.state import ChildState, DeploymentState, Placement
+from greenmodel.api.state import CacheState, ChildState, DeploymentState, Placement
 from greenmodel.kube import names
 from greenmodel.kube.builders import parse_placement_annotation
 from greenmodel.kube.inventory import pod_gpu_request
@@ -48,8 +48,48 @@ def _owned_by(obj: dict, uid: str) -> bool:
     return any(ref.get("uid") == uid for ref in (obj.get("metadata") or {}).get("ownerReferences") or [])
 
 
+ANNOTATION_MODEL_ID = "greenmodel.dev/model-id"
+ANNOTATION_REGION = "greenmodel.dev/region"
+
+
+def observe_caches(owner_uid: str, claims: list[dict], jobs: list[dict]) -> dict[tuple[str, str], CacheState]:
+    """Model caches (PVC + download Job) by (model id, region), from their annotations."""
+    found: dict[tuple[str, str], dict] = {}
+    for pvc in claims:
+        meta = pvc.get("metadata") or {}
+        ann = meta.get("annotations") or {}
+        if not _owned_by(pvc, owner_uid) or ANNOTATION_MODEL_ID not in ann:
+            continue
+        key = (ann[ANNOTATION_MODEL_ID], ann.get(ANNOTATION_REGION, ""))
+        found.setdefault(key, {}).update(claim_name=meta.get("name", ""), claim_uid=meta.get("uid", ""),
+                                         claim_phase=(pvc.get("status") or {}).get("phase", "Pending"))
+    by_claim = {d.get("claim_name"): k for k, d in found.items()}
+    for job in jobs:
+        meta = job.get("metadata") or {}
+        if not _owned_by(job, owner_uid):
+            continue
+        claim = (meta.get("labels") or {}).get(names.LABEL_MODEL_CACHE, "")
+        key = by_claim.get(claim)
+        if key is None:
+            ann = meta.get("annotations") or {}
+            if ANNOTATION_MODEL_ID not in ann:
+                continue
+            key = (ann[ANNOTATION_MODEL_ID], ann.get(ANNOTATION_REGION, ""))
+        st = job.get("status") or {}
+        conds = {c.get("type"): c for c in st.get("conditions") or [] if c.get("status") == "True"}
+        failed = conds.get("Failed")
+        found.setdefault(key, {}).update(
+            job_name=meta.get("name", ""), job_uid=meta.get("uid", ""),
+            job_succeeded="Complete" in conds or int(st.get("succeeded") or 0) > 0,
+            job_failed=(failed.get("message") or failed.get("reason") or "Failed") if failed else "",
+            job_started=_parse_time(st.get("startTime") or meta.get("creationTimestamp")),
+            job_completed=_parse_time(st.get("completionTime")))
+    return {k: CacheState(model_id=k[0], region=k[1], **d) for k, d in found.items()}
+
+
 def observe_children(owner_uid: str, deployments: list[dict], pods: list[dict],
-                     service: dict | None, pdb: dict | None) -> ChildState:
+                     service: dict | None, pdb: dict | None, claims: list[dict] | None = None,
+                     jobs: list[dict] | None = None) -> ChildState:
     """The typed state of one GreenModel's children, from the listed objects (the parse boundary: nothing
     below this reads a raw body)."""
     foreign: list[str] = []
@@ -103,4 +143,5 @@ def observe_children(owner_uid: str, deployments: list[dict], pods: list[dict],
             service_placement = dep["placement"] if dep else None
     return ChildState(deployments={p: DeploymentState(**d) for p, d in deps.items()}, service_exists=has_service,
                       service_placement=service_placement, service_since=service_since,
-                      pdb_exists=pdb is not None and _owned_by(pdb, owner_uid), foreign=tuple(foreign))
+                      pdb_exists=pdb is not None and _owned_by(pdb, owner_uid), foreign=tuple(foreign),
+                      caches=observe_caches(owner_uid, claims or [], jobs or []))

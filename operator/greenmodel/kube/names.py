@@ -67,6 +67,21 @@ def deployment_name(gm_name: str, placement: Placement) -> str:
     return f"{base}-{suffix}"
 
 
+def cache_claim_name(gm_name: str, model_id: str, region: str) -> str:
+    """The model-cache PVC of one GreenModel, model and region: ``<greenmodel>-weights-<hash>`` (<= 63)."""
+    suffix = short_hash(gm_name, model_id, region)
+    base = gm_name.lower()
+    room = 63 - len(suffix) - len("-weights-")
+    if len(base) > room:
+        base = base[:room].rstrip("-.")
+    return f"{base}-weights-{suffix}"
+
+
+def download_job_name(gm_name: str, model_id: str, region: str) -> str:
+    """The Job that fills that cache (<= 63: the Job controller labels its pods with it)."""
+    return cache_claim_name(gm_name, model_id, region).replace("-weights-", "-fetch-", 1)
+
+
 def service_name(gm_name: str) -> str:
     """Service names are RFC 1035 labels (<= 63, start with a letter)."""
     return _dns_label(gm_name, 63, gm_name)
@@ -92,6 +107,9 @@ def instance_selector(gm_name: str) -> dict[str, str]:
 
 def placement_selector(gm_name: str, placement: Placement) -> dict[str, str]:
     return {**instance_selector(gm_name), LABEL_COMPONENT: component(placement)}
+
+
+LABEL_MODEL_CACHE = "greenmodel.dev/model-cache"  # on a cache PVC and its Job: the claim name
 
 
 def child_labels(gm_name: str, placement: Placement | None = None) -> dict[str, str]:

@@ -52,6 +52,21 @@ def interp(xs: tuple[int, ...] | tuple[float, ...], ys: tuple[float, ...], x: fl
     return ys[i - 1] + (x - x0) / (xs[i] - x0) * (ys[i] - ys[i - 1])
 
 
+def capped(table: OperatingTable, max_batch: int | None) -> OperatingTable:
+    """The operating points a replica can run when its KV cache holds at most ``max_batch`` sequences:
+    the measured points up to it; if even the smallest is larger, that point cut to ``max_batch``
+    (throughput in proportion, same ITL and power: decode at a smaller batch is no slower)."""
+    if max_batch is None or max_batch >= table.batches[-1]:
+        return table
+    n = bisect_left(table.batches, max_batch + 1)
+    if n > 0:
+        return OperatingTable(table.batches[:n], table.tokens_per_second[:n], table.itl_p95_ms[:n],
+                              table.power_watts[:n])
+    b = max(1, max_batch)
+    return OperatingTable((b,), (table.tokens_per_second[0] * b / table.batches[0],), table.itl_p95_ms[:1],
+                          table.power_watts[:1])
+
+
 def operating_point(table: OperatingTable, itl_slo_ms: float) -> int | None:
     """Index of the largest batch cap whose p95 ITL meets the SLO (None if even the smallest fails)."""
     best = None

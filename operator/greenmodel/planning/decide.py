@@ -17,7 +17,15 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Mapping
 
-from greenmodel.api.state import ChildState, DeploymentState, Placement, ServingMetrics, ServingSpec, intent_hash
+from greenmodel.api.state import (
+    CacheState,
+    ChildState,
+    DeploymentState,
+    Placement,
+    ServingMetrics,
+    ServingSpec,
+    intent_hash,
+)
 from greenmodel.api.v1alpha1 import (
     Condition,
     Emissions,
@@ -30,7 +38,7 @@ from greenmodel.api.v1alpha1 import (
 from greenmodel.planning.accounting import Interval, advance_status, measured_energy_joules, pass_interval
 from greenmodel.planning.conditions import Cond, merge_conditions, signal_transitions
 from greenmodel.planning.planner import plan as make_plan
-from greenmodel.planning.serving import RuntimeImageMissing, serving_spec
+from greenmodel.planning.serving import RuntimeProblem, serving_spec
 from greenmodel.planning.status import one_line, plan_to_status, sig
 from greenmodel.planning.switch import SwitchActions, plan_switch
 from greenmodel.planning.types import Candidate, CurrentPlacement, Observed, Plan, RegionObs
@@ -116,6 +124,19 @@ class DesiredService:
 
 
 @dataclass(frozen=True)
+class DesiredCache:
+    """A model cache to create where missing: its PVC and the Job that fills it (neither is ever updated: a
+    claim's spec and a Job's template are immutable; a filled cache stays as it is)."""
+
+    placement: Placement
+    serving: ServingSpec
+    storage_class: str | None
+    access_mode: str
+    claim: bool  # create the PVC
+    job: bool  # create the download Job
+
+
+@dataclass(frozen=True)
 class Deletion:
     kind: str
     name: str
@@ -149,6 +170,7 @@ class Outcome:
     kind: str  # Nothing | Invalid | Stalled | Suspended | Infeasible | Serving
     status: GreenModelStatus | None = None  # None: write no status
     deployment: DesiredDeployment | None = None
+    caches: tuple[DesiredCache, ...] = ()
     service: DesiredService | None = None
     pdb: bool = False
     deletions: tuple[Deletion, ...] = ()
@@ -214,7 +236,12 @@ class Outcome:
         """A feasible plan: apply the desired placement, move the Service when it is Ready, drain the old one."""
         plan, c, children = ctx.plan, ctx.plan.chosen, seen.children
         desired = c.placement
-        act = plan_switch(desired, c.replicas, children, now, seen.tuning.drain_seconds, seen.tuning.poll_seconds)
+        caches, cache_deletions, waiting = cache_actions(seen, desired, serving, gm.namespace)
+        if waiting is not None:
+            return cls.waiting_for_weights(gm, seen, now, ctx, caches, waiting)
+        # The old placement stays up, out of the Service, while streams it started may still run.
+        hold = seen.tuning.drain_seconds + serving.drain_seconds
+        act = plan_switch(desired, c.replicas, children, now, hold, seen.tuning.poll_seconds)
         live = children.live_deployment
         live_ready = live.pods_ready if live is not None else 0
         desired_dep = children.deployments.get(desired)
@@ -271,6 +298,8 @@ class Outcome:
         deletions = tuple(Deletion("Deployment", d.name, d.namespace, d.uid,
                                    f"placement {d.placement.variant}/{d.placement.region}/{d.placement.gpu_product} "
                                    "no longer serves") for d in act.delete)
+        if act.phase == "Steady":  # a cache no Deployment mounts any more goes once no switch is in flight
+            deletions += cache_deletions
         changed = dep_changes or svc_changes or deletions
         log = (f"{plan.reason}: {where} x{c.replicas} ({act.phase})" + (f"; {act.message}" if act.message else "")
                if changed else "")
@@ -281,8 +310,47 @@ class Outcome:
                    service=DesiredService(act.service_placement, act.service_since,
                                           verify_live=act.service_moved and bool(children.service_exists
                                                                                  or children.deployments)),
-                   pdb=True, deletions=deletions, events=events, requeue_seconds=act.requeue_seconds,
-                   gauges=gauges, memory=memory, accounted=interval, log=log)
+                   caches=caches, pdb=True, deletions=deletions, events=events + _weights_events(gm, caches, seen),
+                   requeue_seconds=act.requeue_seconds, gauges=gauges, memory=memory, accounted=interval, log=log)
+
+    @classmethod
+    def waiting_for_weights(cls, gm: Subject, seen: Seen, now: datetime, ctx: "_Context",
+                            caches: tuple[DesiredCache, ...], cache: CacheState | None) -> "Outcome":
+        """The chosen placement's weights are not in its cache yet: fill it; whatever serves keeps serving (the
+        Service and every Deployment stay as they are), and status says how long the download has taken."""
+        plan, c, children = ctx.plan, ctx.plan.chosen, seen.children
+        where = c.placement.describe()
+        live = children.live_deployment
+        serving_pods = live.pods_ready if live is not None else 0
+        model = caches[0].serving.weights.model_id if caches else (cache.model_id if cache else "")
+        started = cache.job_started if cache is not None else None
+        took = f" for {(now - started).total_seconds():.0f} s" if started is not None else ""
+        failed = cache.job_failed if cache is not None else ""
+        if failed:
+            reason = "WeightsDownloadFailed"
+            msg = (f"the download Job {cache.job_name} of {model} for {where} failed: {failed}; delete the Job to "
+                   f"retry (check the token Secret and the model id)")
+        else:
+            reason = "WaitingForWeights"
+            msg = f"downloading {model} into the model cache in {c.region}{took} before {where} starts"
+        if serving_pods:
+            ready = Cond("Ready", True, "Serving", f"{serving_pods} pod(s) of {live.placement.describe()} serve "
+                                                   f"meanwhile; {msg}")
+        else:
+            ready = Cond("Ready", False, reason, msg)
+        conds = [ready, Cond("Reconciling", not failed, reason, msg), Cond("Stalled", bool(failed), reason if failed
+                                                                          else "Progressing", msg),
+                 *ctx.signal_conditions, slo_condition(plan, ctx.observed, gm.spec)]
+        status = _base_status(gm, seen, now, conds)
+        planned = plan_to_status(plan, now)
+        status.predicted, status.decision, status.alternatives = planned.predicted, planned.decision, planned.alternatives
+        events = (*ctx.signal_events, *_weights_events(gm, caches, seen))
+        if failed:
+            events += (Event(reason, msg, "Warning"),)
+        return cls("Serving", status=status, caches=caches, events=events,
+                   requeue_seconds=None if failed else WEIGHTS_POLL_SECONDS,
+                   gauges=Gauges(ready_replicas=float(children.ready_pods)), memory=ctx.memory,
+                   log=f"{reason}: {msg}" if caches else "")
 
 
 # ------------------------------------------------------------------------------------------------ decide
@@ -330,13 +398,58 @@ def decide(gm: Subject, seen: Seen, now: datetime) -> Outcome:
         return Outcome.infeasible(gm, seen, now, ctx)
     variant = next(v for v in seen.catalog.variants if v.name == c.variant)
     try:
-        serving = serving_spec(variant, c)
-    except RuntimeImageMissing as exc:
-        return replace(Outcome.stalled(gm, seen, now, "RuntimeImageMissing", str(exc)), memory=memory)
+        serving = serving_spec(seen.catalog, variant, c, spec)
+    except RuntimeProblem as exc:
+        return replace(Outcome.stalled(gm, seen, now, exc.reason, str(exc)), memory=memory)
     return Outcome.serving(gm, seen, now, ctx, serving)
 
 
 # ------------------------------------------------------------------------------------------------ pieces
+WEIGHTS_POLL_SECONDS = 30.0  # a download takes minutes; the Job's own events wake the pass sooner
+
+
+def cache_actions(seen: Seen, desired: Placement, serving: ServingSpec, namespace: str
+                  ) -> tuple[tuple[DesiredCache, ...], tuple[Deletion, ...], CacheState | None]:
+    """(caches to create, caches to delete once steady, the cache the desired placement waits for or None).
+
+    The desired placement's cache must be filled before its Deployment is created; a Deployment that exists
+    already (made before the cache, or its cache lost) is left to serve. Caches no Deployment of ours mounts
+    and the desired placement does not need are deleted."""
+    w = serving.weights
+    children, catalog = seen.children, seen.catalog
+    wanted: set[tuple[str, str]] = set()
+    if catalog is not None:
+        model_of = {v.name: v.model_id for v in catalog.variants}
+        wanted = {(model_of.get(p.variant, ""), p.region) for p in children.deployments}
+    deletions = []
+    key = (w.model_id, w.region) if w.source == "cache" else None
+    for k, cs in children.caches.items():
+        if k in wanted or k == key:
+            continue
+        if cs.job_uid:
+            deletions.append(Deletion("Job", cs.job_name, namespace, cs.job_uid,
+                                      f"cache of {k[0]} in {k[1]} is unused"))
+        if cs.claim_uid:
+            deletions.append(Deletion("PersistentVolumeClaim", cs.claim_name, namespace, cs.claim_uid,
+                                      f"cache of {k[0]} in {k[1]} is unused"))
+    if key is None or catalog is None or catalog.model_cache is None:
+        return (), tuple(deletions), None
+    cs = children.caches.get(key)
+    mc = catalog.model_cache
+    create = DesiredCache(desired, serving, mc.storage_class_name, mc.access_mode,
+                          claim=cs is None or not cs.claim_name, job=cs is None or not cs.job_name)
+    caches = (create,) if create.claim or create.job else ()
+    if cs is not None and cs.ready or desired in children.deployments:
+        return caches, tuple(deletions), None
+    return caches, tuple(deletions), cs if cs is not None else CacheState(model_id=w.model_id, region=w.region)
+
+
+def _weights_events(gm: Subject, caches: tuple[DesiredCache, ...], seen: Seen) -> tuple[Event, ...]:
+    return tuple(Event("DownloadingWeights", f"filling the model cache of {d.serving.weights.model_id} in "
+                                             f"{d.placement.region} for {d.placement.describe()}")
+                 for d in caches if d.job)
+
+
 def current_placement(children: ChildState, now: datetime) -> tuple[DeploymentState | None, CurrentPlacement | None]:
     """The Deployment that serves (the Service's), and the planner's view of it. After a crash between
     applying a Deployment and its Service (kopf is at-least-once), the one with the most Ready pods counts as

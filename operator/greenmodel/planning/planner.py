@@ -21,7 +21,7 @@ from greenmodel.api.v1alpha1 import (
     Policy,
     Profile,
 )
-from greenmodel.planning import capacity, policies
+from greenmodel.planning import capacity, memory, policies
 from greenmodel.planning.types import (
     Candidate,
     FailedConstraint,
@@ -47,6 +47,7 @@ class _Pair:
     gpus_per_replica: int
     embodied_g_per_gpu_hour: float
     batch_cap: int
+    memory: memory.MemoryFit
 
 
 # Operating tables by profile identity (the catalog object is reused between reconciles; a re-parsed
@@ -105,11 +106,12 @@ class PairModel:
 
 
 def pair_model(spec: GreenModelSpec, profile: Profile, idle_watts_per_gpu: float,
-               latency_factor: float = 1.0) -> PairModel:
+               latency_factor: float = 1.0, max_batch: int | None = None) -> PairModel:
     """The model of ``profile`` for ``spec``. ``latency_factor`` (learned from serving metrics, see
     ``learn_latency_factor``) scales every measured p95 ITL up by it and throughput down by it: the
-    same batch runs that much slower, so the operating point at the ITL SLO and the capacity move."""
-    table = _table(profile)
+    same batch runs that much slower, so the operating point at the ITL SLO and the capacity move.
+    ``max_batch``: the sequences the replica's KV cache holds (``memory.fit``); larger points are cut."""
+    table = capacity.capped(_table(profile), max_batch)
     if latency_factor != 1.0:
         f = latency_factor
         table = capacity.OperatingTable(table.batches, tuple(t / f for t in table.tokens_per_second),
@@ -161,7 +163,8 @@ def learn_latency_factor(spec: GreenModelSpec, catalog: ModelCatalogSpec, observ
     gpu = next((g for g in catalog.gpus if g.product == cur.gpu_product), None)
     if prof is None or gpu is None:
         return learned, ""
-    model = pair_model(spec, prof, gpu.idle_watts).evaluate(spec, cur.replicas, tps)
+    fitted = memory.fit(spec, variant, prof, gpu)
+    model = pair_model(spec, prof, gpu.idle_watts, max_batch=fitted.max_sequences).evaluate(spec, cur.replicas, tps)
     if model is None or not math.isfinite(model.itl_p95_ms) or model.itl_p95_ms <= 0:
         return learned, ""
     if model.utilization < LEARN_MIN_UTILIZATION:
@@ -289,12 +292,16 @@ def plan(spec: GreenModelSpec, catalog: ModelCatalogSpec, observed: Observed, no
             product = prof.gpu_product
             reason, message, bad = policies.gpu_product_allowed(spec, product)
             if not bad:
-                reason, message, bad = policies.fits_memory(v, prof, gpus.get(product))
+                reason, message, bad = policies.gpu_product_known(prof, gpus.get(product))
             if bad:
                 reject(v.name, None, product, reason, message)
                 continue
             gpu = gpus[product]
-            pm = pair_model(spec, prof, gpu.idle_watts, learned.get((v.name, product), 1.0))
+            fitted = memory.fit(spec, v, prof, gpu)
+            if not fitted.fits:
+                reject(v.name, None, product, fitted.reason, fitted.message)
+                continue
+            pm = pair_model(spec, prof, gpu.idle_watts, learned.get((v.name, product), 1.0), fitted.max_sequences)
             table = pm.table
             if pm.idx is None:
                 reason, message, bad = policies.itl_reachable(spec, min(table.itl_p95_ms))
@@ -307,7 +314,7 @@ def plan(spec: GreenModelSpec, catalog: ModelCatalogSpec, observed: Observed, no
                 continue
             sizing = _size_for_peak(pm, spec, load)
             emb = gpu.embodied_kilograms * 1000.0 / (gpu.lifetime_years * HOURS_PER_YEAR)
-            pairs.append(_Pair(v, prof, sizing, pm.gpus_per_replica, emb, table.batches[pm.idx]))
+            pairs.append(_Pair(v, prof, sizing, pm.gpus_per_replica, emb, table.batches[pm.idx], fitted))
 
     # --- region loop: carbon and free GPUs (the hot loop: keep it to arithmetic) ---------------
     policy = spec.policy
@@ -376,6 +383,8 @@ def plan(spec: GreenModelSpec, catalog: ModelCatalogSpec, observed: Observed, no
             slo_met=s.slo_met, carbon_slo_met=None if carbon_slo is None else key[0] == 0,
             latency_headroom=1.0 - lat, score=key[1],
             runtime_args=tuple(pr.variant.runtime.args) + tuple(pr.profile.runtime_args),
+            max_model_len=pr.memory.max_model_len, gpu_memory_utilization=pr.memory.gpu_memory_utilization,
+            memory_note=pr.memory.message,
         )
 
     common = dict(load_tokens_per_second=load, load_source=load_source, learned=learned, learning=learning)

@@ -19,7 +19,7 @@ REASONS = {
     "VariantNotAllowed": "spec.model.variants does not list it",
     "GPUProductNotAllowed": "spec.placement.gpuProducts does not list it",
     "GPUProductUnknown": "the catalog has no spec.gpus entry for the product",
-    "DoesNotFit": "weights plus minimum KV cache exceed the replica's usable GPU memory",
+    "DoesNotFit": "weights, overhead and the KV cache of one request exceed what vLLM may use of the GPUs",
     "InterTokenLatencyUnreachable": "even the smallest measured batch exceeds the p95 ITL SLO",
     "TTFTUnreachable": "prefill alone exceeds the p95 TTFT SLO",
     "ReplicaBoundTooLow": "the SLO needs more replicas than spec.maxReplicas",
@@ -63,15 +63,9 @@ def gpu_product_allowed(spec: GreenModelSpec, product: str) -> Verdict:
     return OK
 
 
-def fits_memory(variant: ModelVariant, profile: Profile, gpu: GPUProduct | None) -> Verdict:
+def gpu_product_known(profile: Profile, gpu: GPUProduct | None) -> Verdict:
     if gpu is None:
         return ("GPUProductUnknown", f"no spec.gpus entry for {profile.gpu_product}", True)
-    usable = gpu.memory_gi_b * gpu.usable_memory_fraction * profile.gpus_per_replica
-    need = variant.weight_memory_gi_b + variant.min_kv_cache_gi_b
-    if need > usable:
-        return ("DoesNotFit",
-                f"needs {need:.1f} GiB (weights {variant.weight_memory_gi_b:g} + KV {variant.min_kv_cache_gi_b:g}) "
-                f"but {profile.gpus_per_replica}x {gpu.product} offer {usable:.1f} GiB usable", True)
     return OK
 
 

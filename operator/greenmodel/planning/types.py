@@ -88,6 +88,9 @@ class Candidate:
     latency_headroom: float  # min(1 - ttft/slo, 1 - itl/slo); higher is better
     score: float  # the policy's score; lower is better
     runtime_args: tuple[str, ...] = ()
+    max_model_len: int = 0  # --max-model-len that fits (memory.fit); 0: not derived
+    gpu_memory_utilization: float = 0.9  # --gpu-memory-utilization (the GPU's usableMemoryFraction)
+    memory_note: str = ""  # how the KV cache and context were sized, in words
 
     @property
     def gpus(self) -> int:

@@ -20,8 +20,10 @@ from greenmodel.reconcile.runtime import GROUP, VERSION, Runtime
 
 log = logging.getLogger("greenmodel.operator")
 
-_CACHES = {"Deployment": "deployments", "Service": "services", "PodDisruptionBudget": "pdbs"}
-_KINDS = {"Deployment": kc.DEPLOYMENTS, "Service": kc.SERVICES, "PodDisruptionBudget": kc.PDBS}
+_CACHES = {"Deployment": "deployments", "Service": "services", "PodDisruptionBudget": "pdbs",
+           "PersistentVolumeClaim": "claims", "Job": "jobs"}
+_KINDS = {"Deployment": kc.DEPLOYMENTS, "Service": kc.SERVICES, "PodDisruptionBudget": kc.PDBS,
+          "PersistentVolumeClaim": kc.PVCS, "Job": kc.JOBS}
 
 
 def apply_child(rt: Runtime, desired: dict, *, verify_live: bool = False) -> bool:
@@ -181,6 +183,11 @@ def apply(rt: Runtime, body: dict, gm: Subject, seen: Seen, outcome: Outcome, no
     olog = obs.object_logger(log, gm.namespace, gm.name)
     owner = owner_of(gm)
     wrote = False
+    for c in outcome.caches:  # before the Deployment that mounts it
+        if c.claim:
+            wrote |= apply_child(rt, builders.build_cache_claim(owner, c.serving, c.storage_class, c.access_mode))
+        if c.job:
+            wrote |= apply_child(rt, builders.build_download_job(owner, c.placement, c.serving))
     if outcome.deployment is not None:
         d = outcome.deployment
         wrote |= apply_child(rt, builders.build_deployment(owner, d.placement, d.replicas, d.serving))

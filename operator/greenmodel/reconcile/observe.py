@@ -140,7 +140,8 @@ def observe(rt: Runtime, gm: Subject) -> Seen:
     children = observe_children(gm.uid, rt.deployments.owned_by(gm.uid),
                                 rt.pods.owned_by(f"{gm.namespace}/{names.label_value(gm.name)}"),
                                 rt.services.get(gm.namespace, names.service_name(gm.name)),
-                                rt.pdbs.get(gm.namespace, names.pdb_name(gm.name)))
+                                rt.pdbs.get(gm.namespace, names.pdb_name(gm.name)),
+                                rt.claims.owned_by(gm.uid), rt.jobs.owned_by(gm.uid))
     tuning = Tuning(drain_seconds=rt.drain_seconds, poll_seconds=rt.poll_seconds,
                     capacity_exclusion_seconds=rt.capacity_exclusion_seconds,
                     accounting_flush_seconds=rt.accounting_flush_seconds)

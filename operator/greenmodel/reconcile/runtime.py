@@ -73,6 +73,8 @@ class Runtime:
     deployments: ObjectCache = field(default_factory=lambda: ObjectCache("deployments"))
     services: ObjectCache = field(default_factory=lambda: ObjectCache("services"))
     pdbs: ObjectCache = field(default_factory=lambda: ObjectCache("poddisruptionbudgets"))
+    claims: ObjectCache = field(default_factory=lambda: ObjectCache("persistentvolumeclaims"))  # model caches
+    jobs: ObjectCache = field(default_factory=lambda: ObjectCache("jobs"))  # their download Jobs
     pods: ObjectCache = field(default_factory=lambda: ObjectCache("pods", index_label=names.LABEL_INSTANCE))
     health: obs.Health = field(default_factory=obs.Health)
     recorder: obs.EventRecorder | None = None
@@ -186,6 +188,8 @@ class Runtime:
         self.deployments.replace_all(listed(kc.DEPLOYMENTS, label_selector=sel))
         self.services.replace_all(listed(kc.SERVICES, label_selector=sel))
         self.pdbs.replace_all(listed(kc.PDBS, label_selector=sel))
+        self.claims.replace_all(listed(kc.PVCS, label_selector=sel))
+        self.jobs.replace_all(listed(kc.JOBS, label_selector=sel))
         self.pods.replace_all(listed(kc.PODS, label_selector=sel))
         self.greenmodels.replace_all(listed(kc.GREENMODELS))
         for key in self.greenmodels.keys():

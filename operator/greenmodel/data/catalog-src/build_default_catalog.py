@@ -32,6 +32,28 @@ GPU_COMMENTS = {
 EMBODIED_KG = 150 + 1000 / 8  # CCF: 150 kgCO2e per GPU + 1,000 kgCO2e per server shared by 8 GPUs
 LIFETIME_YEARS = 4  # CCF default server lifetime
 PREFILL_MFU = 0.4  # assumed model-FLOPs utilisation of prefill
+VLLM_IMAGE = "vllm/vllm-openai:v0.33.0"
+
+# ---- attention shape per checkpoint (its config.json) ----------------------------------------------
+# (num_hidden_layers, num_key_value_heads, head_dim, max_position_embeddings). Gemma 3 interleaves
+# 1024-token sliding-window layers (5 of 6); counting every layer as full attention overstates its KV need,
+# so the planner errs on the side of a placement vLLM accepts.
+ATTENTION = {
+    "meta-llama/Llama-3.2-3B-Instruct": (28, 8, 128, 131072),
+    "microsoft/Phi-4-mini-instruct": (32, 8, 128, 131072),
+    "mistralai/Mistral-7B-Instruct-v0.3": (32, 8, 128, 32768),
+    "meta-llama/Llama-3.1-8B-Instruct": (32, 8, 128, 131072),
+    "neuralmagic/Meta-Llama-3.1-8B-Instruct-FP8": (32, 8, 128, 131072),
+    "hugging-quants/Meta-Llama-3.1-8B-Instruct-AWQ-INT4": (32, 8, 128, 131072),
+    "google/gemma-3-12b-it": (48, 8, 256, 131072),
+    "mistralai/Mixtral-8x7B-Instruct-v0.1": (32, 8, 128, 32768),
+    "meta-llama/Llama-3.1-70B-Instruct": (80, 8, 128, 131072),
+    "Qwen/Qwen3-30B-A3B-Instruct-2507": (48, 4, 128, 262144),
+    "Qwen/Qwen3-32B": (64, 8, 128, 40960),
+    "Qwen/Qwen3-32B-FP8": (64, 8, 128, 40960),
+    "Qwen/Qwen3-14B": (40, 8, 128, 40960),
+    "Qwen/Qwen3-8B": (36, 8, 128, 40960),
+}
 
 
 def v3_rows(energy: Path, model: str, gpus: int) -> list[dict]:
@@ -158,12 +180,12 @@ def variants(energy: Path):
         {"MMLU": 68.0}, "69.4 - 1.4 (Qwen2-7B GPTQ-Int8 MMLU drop, Qwen quantisation benchmark; fp8 assumed alike)",
         std_profiles(quant(L8, 150.25 / 81.73, 1.3), f"derived: {V3} Llama-3.1-8B rows x fp8 speed-up "
                      "(Qwen3-8B H20: 1.84x at batch 1, assumed 1.3x at the largest batch)", 1, 8.03, fp8=True),
-        args=["--quantization", "fp8"])
+        )
     add("llama-3.1-8b-int4-awq", "general-chat", "hugging-quants/Meta-Llama-3.1-8B-Instruct-AWQ-INT4", 8.03, None,
         "int4-awq", 5.4, {"MMLU": 66.3}, "69.4 - 3.1 (Qwen2-7B AWQ MMLU drop, Qwen quantisation benchmark)",
         std_profiles(quant(L8, 144.11 / 81.73, 0.9), f"derived: {V3} Llama-3.1-8B rows x AWQ speed-up "
                      "(Qwen3-8B H20: 1.76x at batch 1, assumed 0.9x at the largest batch)", 1, 8.03),
-        args=["--quantization", "awq_marlin"])
+        )
     G12 = v3_rows(energy, "google/gemma-3-12b-it", 1)
     add("gemma-3-12b-bf16", "general-chat", "google/gemma-3-12b-it", 12.2, None, "bf16", 23.0,
         {"MMLU": 74.5}, "Gemma 3 technical report, 12B pre-trained MMLU 74.5 (there is no Gemma 3 9B; 12B is the nearest)",
@@ -174,11 +196,11 @@ def variants(energy: Path):
         {"MMLU": 70.6}, "Mixtral of Experts paper (arXiv:2401.04088) MMLU 70.6",
         std_profiles(scale(L8, itl=92.2 / 56.7, tps=1307 / 2153, p=868 / 281),
                      f"derived: {V3} Llama-3.1-8B rows x ML.ENERGY v2 same-harness ratios Mixtral-8x7B(4xH100)/Llama-3.1-8B",
-                     4, 12.9, l4=False), arch="MoE", args=["--tensor-parallel-size", "4"])
+                     4, 12.9, l4=False), arch="MoE")
     add("llama-3.1-70b-bf16", "general-chat", "meta-llama/Llama-3.1-70B-Instruct", 70.6, None, "bf16", 131.5,
         {"MMLU": 83.6}, "Meta Llama 3.1 model card, 70B instruct MMLU (5-shot) 83.6",
         std_profiles(v3_rows(energy, "meta-llama/Llama-3.1-70B-Instruct", 4), f"measured: {V3}, 4x H100", 4, 70.6,
-                     l4=False), args=["--tensor-parallel-size", "4"])
+                     l4=False))
 
     # --- qwen3-30b-class: MoE vs dense of similar quality, and smaller distilled siblings ---
     Q = "Qwen3 technical report (arXiv:2505.09388), base-model MMLU"
@@ -189,7 +211,7 @@ def variants(energy: Path):
     add("qwen3-30b-a3b-bf16-tp2", "qwen3-30b-class", "Qwen/Qwen3-30B-A3B-Instruct-2507", 30.5, 3.3, "bf16", 56.9,
         {"MMLU": 81.4}, f"{Q}: Qwen3-30B-A3B-Base 81.38",
         std_profiles(v3_rows(energy, "Qwen/Qwen3-30B-A3B-Instruct-2507", 2), f"measured: {V3}, 2x H100", 2, 3.3,
-                     l4=False), arch="MoE", args=["--tensor-parallel-size", "2"])
+                     l4=False), arch="MoE")
     Q32 = v3_rows(energy, "Qwen/Qwen3-32B", 1)
     add("qwen3-32b-bf16", "qwen3-30b-class", "Qwen/Qwen3-32B", 32.8, None, "bf16", 61.0,
         {"MMLU": 83.6}, f"{Q}: Qwen3-32B-Base 83.61",
@@ -197,12 +219,12 @@ def variants(energy: Path):
     add("qwen3-32b-bf16-tp2", "qwen3-30b-class", "Qwen/Qwen3-32B", 32.8, None, "bf16", 61.0,
         {"MMLU": 83.6}, f"{Q}: Qwen3-32B-Base 83.61",
         std_profiles(v3_rows(energy, "Qwen/Qwen3-32B", 2), f"measured: {V3}, 2x H100", 2, 32.8, l4=False),
-        args=["--tensor-parallel-size", "2"])
+        )
     add("qwen3-32b-fp8", "qwen3-30b-class", "Qwen/Qwen3-32B-FP8", 32.8, None, "fp8", 32.0,
         {"MMLU": 82.6}, f"{Q} 83.61 - 1.0 (Qwen2-72B GPTQ-Int8 MMLU drop; fp8 assumed alike)",
         std_profiles(quant(Q32, 46.17 / 20.72, 1.3), f"derived: {V3} Qwen3-32B 1x H100 rows x fp8 speed-up "
                      "(Qwen3-32B H20 batch 1: 2.23x, assumed 1.3x at the largest batch)", 1, 32.8, l4=False, fp8=True),
-        args=["--quantization", "fp8"])
+        )
     add("qwen3-14b-bf16", "qwen3-30b-class", "Qwen/Qwen3-14B", 14.8, None, "bf16", 27.5,
         {"MMLU": 81.1}, f"{Q}: Qwen3-14B-Base 81.05",
         std_profiles(v3_rows(energy, "Qwen/Qwen3-14B", 1), f"measured: {V3}, 1x H100", 1, 14.8, l4=False))
@@ -239,6 +261,14 @@ def render(energy: Path) -> str:
         w(f"      embodiedKilograms: {EMBODIED_KG:g}  # Cloud Carbon Footprint: 150 kg per GPU + 1,000 kg server / 8 GPUs")
         w(f"      lifetimeYears: {LIFETIME_YEARS}  # Cloud Carbon Footprint default hardware lifetime")
         w("      usableMemoryFraction: 0.9  # vLLM --gpu-memory-utilization default")
+    w("  runtimes:")
+    w("    # The serving engine's pods on this cluster (admin-owned): see docs/serving.md. Requests are per GPU.")
+    w("    - name: vLLM")
+    w(f"      image: {VLLM_IMAGE}")
+    w("      resources: {cpu: \"4\", memory: 32Gi, ephemeralStorage: 10Gi}")
+    w("      resourcesByGpuProduct:")
+    w("        # g2-standard-8 (1x L4): 8 vCPU, 32 GB; leave room for the node's own daemons")
+    w("        - {gpuProduct: NVIDIA-L4, cpu: \"4\", memory: 24Gi, ephemeralStorage: 10Gi}")
     w("  variants:")
     for v in variants(energy):
         if v["note"]:
@@ -252,6 +282,10 @@ def render(energy: Path) -> str:
             w(f"      activeParametersBillions: {v['active']}  # model card: parameters active per token")
         w(f"      precision: {v['precision']}")
         w(f"      weightMemoryGiB: {v['weights']}  # size of the published weights")
+        layers, kv, hd, ctx = ATTENTION[v["model_id"]]
+        w(f"      contextLength: {ctx}  # config.json max_position_embeddings")
+        w(f"      attention: {{layers: {layers}, kvHeads: {kv}, headDim: {hd}}}  # config.json: num_hidden_layers, "
+          "num_key_value_heads, head_dim")
         w(f"      quality:")
         for k, s in v["quality"].items():
             w(f"        {k}: {s}  # {v['qsrc']}")
