@@ -275,7 +275,9 @@ def test_quality_floor_switches_variant_and_tighter_latency_raises_replicas(api,
             "quality": {"benchmark": "MMLU", "minScore": 55},
             "latency": {"ttftP95Milliseconds": 5000, "interTokenP95Milliseconds": 50},
             "load": {"outputTokensPerSecond": 600}, "maxReplicas": 8,
-            "hysteresis": {"minImprovementPercent": 10, "minDwellSeconds": 0}}
+            "hysteresis": {"minImprovementPercent": 10, "minDwellSeconds": 0},
+            # Short responses: a replaced placement drains for 64 x 50 ms + 5 s = 8.2 -> 9 s (+ 5 s for endpoints).
+            "serving": {"maxOutputTokens": 64}}
     try:
         gm_apply(api, namespace, dict(base, spec=spec))
         st = wait_ready(api, namespace, "chat", op=op)["status"]

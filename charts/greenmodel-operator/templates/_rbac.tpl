@@ -46,6 +46,14 @@ ClusterRole holds only what needs the whole cluster.
 - apiGroups: ["policy"]
   resources: ["poddisruptionbudgets"]
   verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# Children: model caches (a PVC per GreenModel, model and region) when the catalog sets spec.modelCache.
+- apiGroups: [""]
+  resources: ["persistentvolumeclaims"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
+# Children: the Job that fills a model cache once (hf download); the token stays in the tenant's Secret.
+- apiGroups: ["batch"]
+  resources: ["jobs"]
+  verbs: ["get", "list", "watch", "create", "patch", "delete"]
 # Events explaining decisions (VariantSelected, RegionSwitched, ...) on GreenModels.
 - apiGroups: [""]
   resources: ["events"]

@@ -41,10 +41,6 @@ CEL_RULES: dict[str, dict[str, list[dict[str, str]]]] = {
             {"rule": "self.variants.all(v, v.profiles.all(p, self.gpus.exists(g, g.product == p.gpuProduct)))",
              "message": "every `variants[].profiles[].gpuProduct` must be listed in `gpus`"},
         ],
-        "spec.runtimes[].podSpecOverrides": [
-            {"rule": " && ".join(f"!has(self.{f})" for f in sorted(api.PROTECTED_POD_FIELDS)),
-             "message": "podSpecOverrides may not set " + ", ".join(sorted(api.PROTECTED_POD_FIELDS))},
-        ],
         "spec.gpus[]": [
             {"rule": "self.idleWatts <= self.maxWatts",
              "message": "`idleWatts` must be less than or equal to `maxWatts`"},

@@ -522,6 +522,26 @@ class Toleration(_Model):
     toleration_seconds: int | None = None
 
 
+_OPEN = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+
+
+class PodSpecOverrides(_Model):
+    """The pod spec fields an admin may set on serving pods, as core/v1 PodSpec has them. An allow-list: what
+    keeps pods serving and restricted (containers, volumes, security contexts, affinity to the chosen pool, the
+    service account) stays the operator's."""
+
+    node_selector: Annotated[dict[str, Annotated[str, Field(max_length=63)]], Field(max_length=16)] | None = None
+    scheduler_name: Annotated[str | None, Field(max_length=253)] = None
+    dns_policy: Literal["ClusterFirst", "ClusterFirstWithHostNet", "Default", "None"] | None = None
+    dns_config: Annotated[dict[str, Any] | None, Field(json_schema_extra=_OPEN)] = None
+    topology_spread_constraints: Annotated[list[Annotated[dict[str, Any], Field(json_schema_extra=_OPEN)]] | None,
+                                           Field(max_length=8)] = None
+    preemption_policy: Literal["PreemptLowerPriority", "Never"] | None = None
+    resource_claims: Annotated[list[Annotated[dict[str, Any], Field(json_schema_extra=_OPEN)]] | None, Field(
+        max_length=8, description="Dynamic Resource Allocation claims (e.g. a GPU by DeviceClass).")] = None
+    share_process_namespace: bool | None = None
+
+
 class RuntimeProfile(_Model):
     """How the pods of one serving engine look on this cluster: admin-owned (the catalog is cluster-scoped)."""
 
@@ -552,11 +572,8 @@ class RuntimeProfile(_Model):
         default_factory=dict)
     pod_annotations: Annotated[dict[str, Annotated[str, Field(max_length=4096)]], Field(max_length=32)] = Field(
         default_factory=dict)
-    pod_spec_overrides: Annotated[dict[str, Any], Field(max_length=32, description=(
-        "Escape hatch: pod spec fields set as given over the operator's (e.g. `nodeSelector`, `dnsConfig`, "
-        "`schedulerName`). `affinity`, `automountServiceAccountToken`, `containers`, `initContainers`, "
-        "`securityContext`, `serviceAccountName` and `volumes` cannot be overridden."),
-        json_schema_extra={"x-kubernetes-preserve-unknown-fields": True})] = Field(default_factory=dict)
+    pod_spec_overrides: PodSpecOverrides | None = Field(default=None, description=(
+        "Escape hatch for pod spec fields an admin needs (set as given over the operator's)."))
 
     def resources_for(self, gpu_product: str) -> PodResources:
         for r in self.resources_by_gpu_product:
@@ -566,14 +583,9 @@ class RuntimeProfile(_Model):
 
     @model_validator(mode="after")
     def _check(self) -> "RuntimeProfile":
-        if set(self.pod_spec_overrides) & PROTECTED_POD_FIELDS:
-            raise ValueError("podSpecOverrides may not set " + ", ".join(sorted(PROTECTED_POD_FIELDS)))
         _check_unique([r.gpu_product for r in self.resources_by_gpu_product], "resourcesByGpuProduct.gpuProduct")
         return self
 
-
-PROTECTED_POD_FIELDS = frozenset({"containers", "initContainers", "volumes", "securityContext",
-                                  "serviceAccountName", "automountServiceAccountToken", "affinity"})
 
 
 class ModelCache(_Model):
@@ -835,6 +847,6 @@ __all__ = [
     "DailyEmissions", "Emissions", "Decision", "GreenModelStatus",
     "GreenModel",
     "BatchPoint", "ServingRuntime", "PodResources", "GPUProductResources", "EnvVar", "Toleration", "RuntimeProfile",
-    "ModelCache", "SecretKey", "AttentionShape", "PreloadedWeights", "PROTECTED_POD_FIELDS", "Profile", "ModelVariant", "GPUProduct", "ModelCatalogSpec", "ModelCatalog",
+    "ModelCache", "SecretKey", "AttentionShape", "PreloadedWeights", "PodSpecOverrides", "Profile", "ModelVariant", "GPUProduct", "ModelCatalogSpec", "ModelCatalog",
     "InvalidObject", "parse_greenmodel", "parse_modelcatalog", "parse_status",
 ]

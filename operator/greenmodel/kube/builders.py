@@ -208,7 +208,7 @@ def build_deployment(owner: OwnerRef, placement: Placement, replicas: int, servi
     if serving.image_pull_secrets:
         pod_spec["imagePullSecrets"] = [{"name": n} for n in serving.image_pull_secrets]
     if serving.pod_spec_overrides_json:
-        pod_spec.update(json.loads(serving.pod_spec_overrides_json))  # protected fields refused at parse
+        pod_spec.update(json.loads(serving.pod_spec_overrides_json))  # an allow-list (api.PodSpecOverrides)
     pod_labels = {**dict(serving.pod_labels), **labels}  # ours win: the selectors depend on them
     pod_annotations = {**dict(serving.pod_annotations), **SCRAPE_ANNOTATIONS,
                        "prometheus.io/port": str(serving.port),

@@ -162,6 +162,7 @@ def serving_spec(catalog: ModelCatalogSpec, variant: ModelVariant, candidate: Ca
         runtime_class_name=prof.runtime_class_name, priority_class_name=prof.priority_class_name,
         image_pull_secrets=tuple(prof.image_pull_secrets),
         pod_labels=tuple(sorted(prof.pod_labels.items())), pod_annotations=tuple(sorted(prof.pod_annotations.items())),
-        pod_spec_overrides_json=json.dumps(prof.pod_spec_overrides, sort_keys=True) if prof.pod_spec_overrides else "",
+        pod_spec_overrides_json=(json.dumps(prof.pod_spec_overrides.to_k8s(), sort_keys=True)
+                                 if prof.pod_spec_overrides is not None else ""),
         weights=weights, shm_size_gib=float(min(16, 2 * g)) if g > 1 else 1.0, served_model_name=served,
     )
