@@ -18,61 +18,31 @@ import copy
 import json
 import math
 import time
-from datetime import datetime, timezone
 
 import pytest
 import yaml
 
-from greenmodel.api.v1alpha1 import GreenModelSpec, parse_modelcatalog
 from greenmodel.kube import builders
 from greenmodel.kube import client as kc
 from greenmodel.kube import names
-from greenmodel.planning.planner import plan
-from greenmodel.planning.serving import serving_spec
-from greenmodel.planning.types import Intensity, Observed, RegionObs
+from greenmodel.testing.serving import choosable_pods, default_catalog_body
 
 from test_reconciler import api, config, operator  # noqa: F401  (fixtures: CRDs + default catalog, `greenmodel run`)
 from test_reconciler import children, events, example_greenmodel, gm_apply, gm_get, record, wait_ready
-from test_reconciler_support import REPO, ReadyPodWatcher, condition, wait_for
+from test_reconciler_support import ReadyPodWatcher, condition, wait_for
 
 pytestmark = pytest.mark.e2e
 
-CATALOG_FILE = REPO / "operator" / "greenmodel" / "data" / "default-catalog.yaml"
 STORAGE_CLASS = "greenmodel-e2e-cache"  # no provisioner: the test binds each claim to a PV it creates
-
-
-def _default_catalog() -> dict:
-    return next(d for d in yaml.safe_load_all(CATALOG_FILE.read_text()) if d and d.get("kind") == "ModelCatalog")
-
-
-def choosable_pods() -> list[tuple[str, str, dict]]:
-    """(variant, GPU product, Deployment) for every pair the planner chooses when it is the only one allowed."""
-    cat = parse_modelcatalog(_default_catalog()).spec
-    now = datetime.now(timezone.utc)
-    obs = Observed(regions={"r": RegionObs(intensity=Intensity(100.0, "test", "Z", now, "Measured"), pue=1.1)})
-    out = []
-    for v in cat.variants:
-        for p in v.profiles:
-            spec = GreenModelSpec.model_validate({
-                "model": {"family": v.family, "variants": [v.name]}, "placement": {"gpuProducts": [p.gpu_product]},
-                "latency": {"ttftP95Milliseconds": 5000, "interTokenP95Milliseconds": 200},
-                "load": {"outputTokensPerSecond": 100}, "maxReplicas": 50})
-            pl = plan(spec, cat, obs, now)
-            if not pl.feasible or pl.chosen is None:
-                continue
-            s = serving_spec(cat, v, pl.chosen, spec)
-            dep = builders.build_deployment(builders.OwnerRef("chat", "ns", "uid"), pl.chosen.placement, 1, s)
-            out.append((v.name, p.gpu_product, dep))
-    return out
 
 
 def test_every_choosable_pod_is_admitted_under_restricted_pod_security(api, cluster, namespace):
     cluster.kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted",
                     "pod-security.kubernetes.io/enforce-version=latest", "--overwrite")
     pods = choosable_pods()
-    assert len(pods) >= 30, [(v, g) for v, g, _ in pods]  # 16 variants, most on 2-3 GPU products
-    for variant, gpu, dep in pods:
-        template = dep["spec"]["template"]
+    assert len(pods) >= 30, [(p.variant, p.gpu_product) for p in pods]  # 16 variants, most on 2-3 GPU products
+    for rp in pods:
+        variant, gpu, template = rp.variant, rp.gpu_product, rp.deployment["spec"]["template"]
         pod = {"apiVersion": "v1", "kind": "Pod",
                "metadata": {"name": f"probe-{names.short_hash(variant, gpu)}", "labels": template["metadata"]["labels"]},
                "spec": template["spec"]}
@@ -93,7 +63,7 @@ def test_every_choosable_pod_is_admitted_under_restricted_pod_security(api, clus
 
 # ------------------------------------------------------------------------------------------------ the cache
 def _cache_catalog(api) -> str:
-    cat = copy.deepcopy(_default_catalog())
+    cat = copy.deepcopy(default_catalog_body())
     cat["metadata"] = {"name": "e2e-cache"}
     cat["spec"]["modelCache"] = {"storageClassName": STORAGE_CLASS, "accessMode": "ReadWriteOnce"}
     api.apply(kc.MODELCATALOGS, cat, field_manager="e2e-user")

@@ -13,6 +13,7 @@
 : "${GM_ETCD_VERSION:=v3.6.16}"
 : "${GM_KWOK_VERSION:=v0.8.0}"
 : "${GM_HELM_VERSION:=v3.22.0}"
+: "${GM_PROMETHEUS_VERSION:=v0.316.0}"  # Go module version of Prometheus 3.16.0
 : "${GM_CACHE:=${XDG_CACHE_HOME:-$HOME/.cache}/greenmodel}"
 
 gm_go_version() { go env GOVERSION 2>/dev/null | sed 's/^go//'; }
@@ -185,11 +186,31 @@ gm_build_helm() {
   touch "$d/bin/.ok"
 }
 
+# ---------------------------------------------------------------------------------------------------
+# Prometheus with Kubernetes service discovery (Debian's package leaves it out): only the file, http and
+# kubernetes discovery plugins (build tags remove_all_sd,enable_kubernetes_sd), no web UI assets (the API is
+# what tests use). e2e/test_serving_metrics.py runs the chart's scrape job with it.
+gm_build_prometheus() {
+  local v=$GM_PROMETHEUS_VERSION d; d=$(gm_dir prometheus "$v")
+  if [[ -f $d/bin/.ok ]]; then gm_log "prometheus $v: cached in $d/bin"; return 0; fi
+  mkdir -p "$d/bin"
+  local n=${v#v0.}; n=${n%%.*}  # the module's v0.MNN.P is release M.NN.P: v0.316.0 -> 3.16.0
+  local release="${n:0:1}.$((10#${n:1})).${v##*.}"
+  local ld="-s -w -X github.com/prometheus/common/version.Version=$release"
+  gm_log "prometheus $v: go install (kubernetes discovery only)"
+  gm_with_heartbeat "prometheus $v" "$d/build.log" env GOBIN="$d/bin" go install -p "$GM_GO_P" -trimpath \
+    -tags remove_all_sd,enable_kubernetes_sd -ldflags "$ld" "github.com/prometheus/prometheus/cmd/prometheus@$v" \
+    || return 1
+  gm_check_version "$d/bin/prometheus" "$release" --version || return 1
+  touch "$d/bin/.ok"
+}
+
 gm_bin_dirs() { # the bin dirs of all components, one per line
   echo "$(gm_dir kubernetes "$GM_K8S_VERSION")/bin"
   echo "$(gm_dir etcd "$GM_ETCD_VERSION")/bin"
   echo "$(gm_dir kwok "$GM_KWOK_VERSION")/bin"
   echo "$(gm_dir helm "$GM_HELM_VERSION")/bin"
+  echo "$(gm_dir prometheus "$GM_PROMETHEUS_VERSION")/bin"
 }
 
 gm_build() { # [component...]
@@ -197,7 +218,7 @@ gm_build() { # [component...]
   command -v go >/dev/null || { echo "build: Go toolchain not found (need go >= 1.26 for Kubernetes ${GM_K8S_VERSION})" >&2; return 1; }
   gm_go_env
   mkdir -p "$GM_CACHE/go"
-  local comps=("$@"); ((${#comps[@]})) || comps=(kubernetes etcd kwok helm)
+  local comps=("$@"); ((${#comps[@]})) || comps=(kubernetes etcd kwok helm prometheus)
   local c
   for c in "${comps[@]}"; do
     "gm_build_$c" || { gm_log "$c: build failed"; return 1; }

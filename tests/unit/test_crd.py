@@ -134,3 +134,12 @@ def test_default_catalog_validates_against_generated_schema_types():
                 check(x, sch["items"], f"{path}[{i}]")
 
     check(doc["spec"], schema["properties"]["spec"], "spec")
+
+
+def test_model_cache_is_not_defaulted_into_existence():
+    """spec.modelCache is the switch for caches: an API-server default of {} would turn them on for every
+    catalog (a present, empty modelCache means "cache with the defaults")."""
+    crd = yaml.safe_load(FILES["greenmodel.dev_modelcatalogs.yaml"])
+    spec = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]
+    assert "default" not in spec["properties"]["modelCache"]
+    assert "x-greenmodel-absent-means-off" not in yaml.safe_dump(crd)

@@ -193,6 +193,13 @@ def build() -> dict:
                                 "labels": _map_of_str("ServiceMonitor labels (e.g. the Prometheus selector)."),
                             }
                         ),
+                        "servingPodMonitor": _obj(
+                            {
+                                "enabled": {"type": "boolean"},
+                                "interval": _str(pattern="^[0-9]+(ms|s|m|h)$"),
+                                "labels": _map_of_str("PodMonitor labels (e.g. the Prometheus selector)."),
+                            }
+                        ),
                         "prometheusRule": _obj(
                             {
                                 "enabled": {"type": "boolean"},

@@ -96,6 +96,10 @@ REPO_ROOT = Path(__file__).resolve().parents[3]
 CRD_DIR = REPO_ROOT / "crds"
 
 
+# Marks an optional object whose presence is the switch (spec.modelCache): no `default: {}` for it.
+ABSENT_MEANS_OFF = "x-greenmodel-absent-means-off"
+
+
 def _resolve(node: Any, defs: dict[str, Any]) -> Any:
     if isinstance(node, dict):
         if "$ref" in node:
@@ -147,6 +151,8 @@ def _structural(node: Any, *, in_status: bool) -> Any:
             if not in_status:
                 required = set(node.get("required", []))
                 for name, prop in node[key].items():
+                    if prop.pop(ABSENT_MEANS_OFF, False):
+                        continue  # present, even empty, turns it on: the API server must not default it
                     if (prop.get("type") == "object" and "properties" in prop and name not in required
                             and not prop.get("required") and "default" not in prop):
                         prop["default"] = {}

@@ -708,7 +708,8 @@ class ModelCatalogSpec(_Model):
         "Runtime profiles by engine name; vLLM with the operator's default image if none is named vLLM."))] = Field(
         default_factory=list)
     model_cache: ModelCache | None = Field(default=None, description=(
-        "Weights on PVCs filled by a download Job; without it each pod downloads into an emptyDir."))
+        "Weights on PVCs filled by a download Job; without it each pod downloads into an emptyDir."),
+        json_schema_extra={"x-greenmodel-absent-means-off": True})
     hugging_face_token: SecretKey = Field(default_factory=SecretKey, description=(
         "Secret (in each GreenModel's namespace) with the Hugging Face token, passed by secretKeyRef."))
 

@@ -2,13 +2,16 @@
 
     greenmodel plan -f GREENMODEL.yaml [--catalog CATALOG.yaml] [--config OPERATOR-CONFIG.yaml]
                     [--intensity REGION=GRAMS_PER_KWH]... [--pue REGION=PUE]...
-                    [--free-gpus REGION/GPU_PRODUCT=COUNT]... [--load OUTPUT_TOKENS_PER_S] [-o table|json|yaml]
+                    [--free-gpus REGION/GPU_PRODUCT=COUNT]... [--load OUTPUT_TOKENS_PER_S]
+                    [-o table|json|yaml|deployment]
 
 Without --catalog the packaged default catalog is used. With --config, the operator config's regions, PUEs
 and static intensities are the inputs (as the operator plans when the chain has only static data);
 --intensity and --pue override them. Candidate regions: the spec's placement.regions, else those given
 with --intensity or --config. GPUs are unlimited unless --free-gpus says. -o json and -o yaml include, under
 `status`, exactly the status fields the operator writes for this plan (the same mapping as the live pass).
+-o deployment prints the objects the operator would apply for the chosen placement (its Deployment, and the
+model-cache PVC and download Job when the catalog has spec.modelCache), as YAML (docs/serving.md).
 Exit 0 with a plan; 2 with a one-line message naming the field for invalid input; 3 when no
 candidate is feasible (with the explanation).
 """
@@ -33,7 +36,9 @@ from greenmodel.api.v1alpha1 import (
     parse_greenmodel,
     parse_modelcatalog,
 )
+from greenmodel.kube import builders
 from greenmodel.planning import Intensity, Observed, RegionObs, plan
+from greenmodel.planning.serving import RuntimeProblem, serving_spec
 from greenmodel.planning.status import plan_to_json
 from greenmodel.reconcile.observe import static_intensity
 from greenmodel.settings import Settings, SettingsError, load_settings
@@ -60,7 +65,7 @@ def register(subparsers) -> None:
     p.add_argument("--pue", action="append", default=[], metavar="REGION=PUE",
                    help=f"facility PUE of a region (repeatable; default {DEFAULT_PUE})")
     p.add_argument("--load", type=float, metavar="OUTPUT_TOKENS_PER_S", help="override spec.load (output tokens/s)")
-    p.add_argument("-o", "--output", choices=("table", "json", "yaml"), default="table")
+    p.add_argument("-o", "--output", choices=("table", "json", "yaml", "deployment"), default="table")
     p.set_defaults(func=run)
 
 
@@ -211,6 +216,8 @@ def run(args, now: datetime | None = None) -> int:
         return EXIT_INVALID
     result = plan(spec, catalog.spec, observed, now)
     j = plan_to_json(result, now)
+    if args.output == "deployment":
+        return _print_objects(gm, spec, catalog, result)
     if args.output == "json":
         print(json.dumps(j, indent=2, default=str))
     elif args.output == "yaml":
@@ -220,4 +227,27 @@ def run(args, now: datetime | None = None) -> int:
     if not result.feasible:
         print(f"error: no feasible candidate: {result.message}", file=sys.stderr)
         return EXIT_INFEASIBLE
+    return EXIT_OK
+
+
+def _print_objects(gm: GreenModel, spec, catalog: ModelCatalog, result) -> int:
+    """The children the operator would apply for the chosen placement (the same builders as the live pass)."""
+    c = result.chosen
+    if not result.feasible or c is None:
+        print(f"error: no feasible candidate: {result.message}", file=sys.stderr)
+        return EXIT_INFEASIBLE
+    variant = next(v for v in catalog.spec.variants if v.name == c.variant)
+    try:
+        serving = serving_spec(catalog.spec, variant, c, spec)
+    except RuntimeProblem as exc:
+        print(f"error: {exc.reason}: {exc}", file=sys.stderr)
+        return EXIT_INVALID
+    owner = builders.OwnerRef(gm.metadata.name or "greenmodel", gm.metadata.namespace or "default", "<uid>")
+    docs = []
+    mc = catalog.spec.model_cache
+    if serving.weights.source == "cache" and mc is not None:
+        docs += [builders.build_cache_claim(owner, serving, mc.storage_class_name, mc.access_mode),
+                 builders.build_download_job(owner, c.placement, serving)]
+    docs.append(builders.build_deployment(owner, c.placement, c.replicas, serving))
+    print(yaml.safe_dump_all(docs, sort_keys=False, width=120), end="")
     return EXIT_OK

@@ -28,6 +28,17 @@ def find_prometheus() -> str | None:
     )
 
 
+def find_prometheus_with_kubernetes_sd() -> str | None:
+    """The Prometheus that `e2e/cluster.sh build` makes from the Go module proxy, with Kubernetes service
+    discovery (Debian's package has none): $GREENMODEL_PROMETHEUS_K8S_BIN, else the newest one built."""
+    if os.environ.get("GREENMODEL_PROMETHEUS_K8S_BIN"):
+        return os.environ["GREENMODEL_PROMETHEUS_K8S_BIN"]
+    cache = Path(os.environ.get("GM_CACHE") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+                 / "greenmodel")
+    built = sorted(p for p in cache.glob("prometheus-*/bin/prometheus") if (p.parent / ".ok").exists())
+    return str(built[-1]) if built else None
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -44,7 +55,10 @@ class PrometheusProcess:
         workdir: str | os.PathLike | None = None,
         job: str = "greenmodel-workload",
         binary: str | None = None,
+        scrape_configs: list[dict] | None = None,
     ) -> None:
+        """Scrape ``targets`` statically, or run the given ``scrape_configs`` as they are (e.g. a shipped job
+        with Kubernetes service discovery)."""
         self.binary = binary or find_prometheus()
         if not self.binary:
             raise FileNotFoundError("prometheus binary not found (apt-get install prometheus; e2e/system-deps.sh)")
@@ -59,7 +73,7 @@ class PrometheusProcess:
         self.log_path = self.workdir / "prometheus.log"
         cfg = {
             "global": {"scrape_interval": scrape_interval, "evaluation_interval": scrape_interval},
-            "scrape_configs": [
+            "scrape_configs": scrape_configs if scrape_configs is not None else [
                 {
                     "job_name": job,
                     "honor_labels": True,  # keep namespace/pod labels as exposed (as for a PodMonitor with labelmap)
