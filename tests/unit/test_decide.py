@@ -14,7 +14,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from greenmodel.api.state import ChildState, DeploymentState, Placement, ServingMetrics, intent_hash
+from greenmodel.api.state import CacheState, ChildState, DeploymentState, Placement, ServingMetrics, intent_hash
 from greenmodel.api.v1alpha1 import GreenModelSpec, GreenModelStatus, ModelCatalogSpec
 from greenmodel.planning.decide import Memory, Seen, Subject, Tuning, decide
 from greenmodel.planning.serving import serving_spec
@@ -241,3 +241,54 @@ def test_unavailable_metrics_hold_the_last_ones_and_say_so():
     assert "holding the metrics observed at" in conds["MetricsAvailable"].message
     assert out.deployment.replicas == 3  # sized for the held 1,000 tok/s, not dropped to the spec's 600
     assert out.memory.last_metrics is held
+
+
+# ------------------------------------------------------------------------------------------------ model cache
+def _cached_catalog() -> ModelCatalogSpec:
+    return ModelCatalogSpec.model_validate({**CATALOG.to_k8s(), "modelCache": {"storageClassName": "fast"}})
+
+
+def _cache(region: str, **kw) -> CacheState:
+    fields = dict(claim_name=f"chat-weights-{region}", claim_uid="c-uid", claim_phase="Bound",
+                  job_name=f"chat-fetch-{region}", job_uid="j-uid", job_started=NOW - timedelta(seconds=40))
+    return CacheState(model_id="org/small", region=region, **{**fields, **kw})
+
+
+def test_a_first_placement_waits_for_its_cache_and_creates_it():
+    out = decide(subject(), seen(catalog=_cached_catalog()), NOW)
+    assert out.deployment is None and out.service is None and len(out.caches) == 1
+    c = out.caches[0]
+    assert (c.claim, c.job, c.storage_class, c.placement) == (True, True, "fast", CLEAN)
+    conds = {x.type: (x.status.value, x.reason) for x in out.status.conditions}
+    assert conds["Reconciling"] == ("True", "WaitingForWeights") and conds["Ready"] == ("False", "WaitingForWeights")
+    assert "DownloadingWeights" in [e.reason for e in out.events]
+
+
+def test_a_switch_waits_for_the_target_cache_while_the_old_region_serves():
+    kids = replace(children(dep(DIRTY), live=DIRTY), caches={("org/small", "r-dirty"): _cache("r-dirty", job_succeeded=True),
+                                                             ("org/small", "r-clean"): _cache("r-clean", claim_phase="Pending")})
+    out = decide(subject(), seen(kids, catalog=_cached_catalog()), NOW)
+    assert out.deployment is None and out.caches == () and out.deletions == ()  # both exist; nothing touched
+    ready = next(x for x in out.status.conditions if x.type == "Ready")
+    rec = next(x for x in out.status.conditions if x.type == "Reconciling")
+    assert (ready.status.value, rec.reason) == ("True", "WaitingForWeights")
+    assert "for 40 s" in rec.message and "Pending" in rec.message
+    assert out.status.region == "r-dirty"
+
+
+def test_a_filled_cache_lets_the_deployment_mount_it_and_an_unused_one_goes_when_steady():
+    kids = replace(children(dep(CLEAN), live=CLEAN), caches={("org/small", "r-clean"): _cache("r-clean", job_succeeded=True),
+                                                             ("org/small", "r-dirty"): _cache("r-dirty", job_succeeded=True)})
+    out = decide(subject(), seen(kids, catalog=_cached_catalog()), NOW)
+    assert out.deployment is not None and out.deployment.serving.weights.source == "cache"
+    assert sorted(d.kind for d in out.deletions) == ["Job", "PersistentVolumeClaim"]
+    assert all("r-dirty" in d.why for d in out.deletions)
+
+
+def test_a_failed_download_stalls_and_says_how_to_retry():
+    kids = replace(children(), caches={("org/small", "r-clean"): _cache("r-clean", job_failed="BackoffLimitExceeded")})
+    out = decide(subject(), seen(kids, catalog=_cached_catalog()), NOW)
+    conds = {x.type: (x.status.value, x.reason) for x in out.status.conditions}
+    assert conds["Stalled"] == ("True", "WeightsDownloadFailed") and conds["Reconciling"][0] == "False"
+    warn = next(e for e in out.events if e.reason == "WeightsDownloadFailed")
+    assert warn.type == "Warning" and "delete the Job to retry" in warn.message and out.requeue_seconds is None

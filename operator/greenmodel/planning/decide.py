@@ -333,6 +333,8 @@ class Outcome:
         else:
             reason = "WaitingForWeights"
             msg = f"downloading {model} into the model cache in {c.region}{took} before {where} starts"
+            if cache is not None and cache.claim_phase == "Pending":
+                msg += f" (the cache PVC {cache.claim_name} is Pending: no volume bound yet)"
         if serving_pods:
             ready = Cond("Ready", True, "Serving", f"{serving_pods} pod(s) of {live.placement.describe()} serve "
                                                    f"meanwhile; {msg}")
@@ -412,9 +414,10 @@ def cache_actions(seen: Seen, desired: Placement, serving: ServingSpec, namespac
                   ) -> tuple[tuple[DesiredCache, ...], tuple[Deletion, ...], CacheState | None]:
     """(caches to create, caches to delete once steady, the cache the desired placement waits for or None).
 
-    The desired placement's cache must be filled before its Deployment is created; a Deployment that exists
-    already (made before the cache, or its cache lost) is left to serve. Caches no Deployment of ours mounts
-    and the desired placement does not need are deleted."""
+    The desired placement's cache must be filled before its Deployment is applied: pods that mount an empty
+    cache with the hub offline could not start. Meanwhile every existing Deployment is left as it is (one made
+    before the catalog had a cache keeps serving with its own weights). Caches no Deployment of ours mounts and
+    the desired placement does not need are deleted."""
     w = serving.weights
     children, catalog = seen.children, seen.catalog
     wanted: set[tuple[str, str]] = set()
@@ -439,7 +442,7 @@ def cache_actions(seen: Seen, desired: Placement, serving: ServingSpec, namespac
     create = DesiredCache(desired, serving, mc.storage_class_name, mc.access_mode,
                           claim=cs is None or not cs.claim_name, job=cs is None or not cs.job_name)
     caches = (create,) if create.claim or create.job else ()
-    if cs is not None and cs.ready or desired in children.deployments:
+    if cs is not None and cs.ready:
         return caches, tuple(deletions), None
     return caches, tuple(deletions), cs if cs is not None else CacheState(model_id=w.model_id, region=w.region)
 
