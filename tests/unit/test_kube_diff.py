@@ -66,3 +66,9 @@ def test_quantities_and_bools():
 def test_atomic_lists_compare_whole():
     assert not is_subset({"args": ["a"]}, {"args": ["a", "b"]})
     assert is_subset({"args": ["a", "b"]}, {"args": ["a", "b"]})
+
+
+def test_quantities_compare_as_the_api_server_canonicalises_them():
+    assert is_subset({"sizeLimit": "1024Mi"}, {"sizeLimit": "1Gi"})
+    assert is_subset({"memory": "32768Mi"}, {"memory": "32Gi"}) and is_subset({"cpu": "1000m"}, {"cpu": "1"})
+    assert not is_subset({"memory": "32Gi"}, {"memory": "33Gi"}) and not is_subset({"a": "1Gi"}, {"a": "1G"})

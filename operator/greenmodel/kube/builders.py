@@ -94,6 +94,13 @@ PROBE_TIMEOUT_SECONDS = 5  # a loaded engine may take seconds to answer /health 
 SCRAPE_ANNOTATIONS = {"prometheus.io/scrape": "true", "prometheus.io/path": "/metrics"}
 
 
+def _binary_quantity(gib: float) -> str:
+    """GiB as the API server writes the quantity back (its canonical form: the largest binary unit that keeps it
+    whole), so the live object compares equal and an idle pass sends nothing."""
+    mib = int(gib * 1024)
+    return f"{mib // 1024}Gi" if mib % 1024 == 0 else f"{mib}Mi"
+
+
 def _weights_volume(owner: OwnerRef, serving: ServingSpec) -> dict:
     w = serving.weights
     if w.source == "preloaded":
@@ -103,7 +110,7 @@ def _weights_volume(owner: OwnerRef, serving: ServingSpec) -> dict:
             "claimName": names.cache_claim_name(owner.name, w.model_id, w.region)}}
     vol: dict = {"name": "models", "emptyDir": {}}
     if w.size_gib:
-        vol["emptyDir"]["sizeLimit"] = f"{int(w.size_gib * 1024)}Mi"
+        vol["emptyDir"]["sizeLimit"] = _binary_quantity(w.size_gib)
     return vol
 
 
@@ -186,7 +193,7 @@ def build_deployment(owner: OwnerRef, placement: Placement, replicas: int, servi
     }
     shm: dict = {"medium": "Memory"}
     if serving.shm_size_gib:
-        shm["sizeLimit"] = f"{int(serving.shm_size_gib * 1024)}Mi"
+        shm["sizeLimit"] = _binary_quantity(serving.shm_size_gib)
     pod_spec: dict = {
         "containers": [container],
         "affinity": affinity,
@@ -239,7 +246,7 @@ def build_cache_claim(owner: OwnerRef, serving: ServingSpec, storage_class: str 
     w = serving.weights
     name = names.cache_claim_name(owner.name, w.model_id, w.region)
     spec: dict = {"accessModes": [access_mode],
-                  "resources": {"requests": {"storage": f"{int(w.size_gib * 1024)}Mi"}}}
+                  "resources": {"requests": {"storage": _binary_quantity(w.size_gib)}}}
     if storage_class:
         spec["storageClassName"] = storage_class
     labels = {**names.child_labels(owner.name), names.LABEL_MODEL_CACHE: name}
