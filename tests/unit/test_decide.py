@@ -292,3 +292,12 @@ def test_a_failed_download_stalls_and_says_how_to_retry():
     assert conds["Stalled"] == ("True", "WeightsDownloadFailed") and conds["Reconciling"][0] == "False"
     warn = next(e for e in out.events if e.reason == "WeightsDownloadFailed")
     assert warn.type == "Warning" and "delete the Job to retry" in warn.message and out.requeue_seconds is None
+
+
+def test_a_cache_that_lost_its_claim_drops_its_job_to_fill_a_new_one():
+    lost = replace(_cache("r-clean", job_succeeded=True), claim_name="", claim_uid="", claim_phase="")
+    out = decide(subject(), seen(replace(children(), caches={("org/small", "r-clean"): lost}),
+                                 catalog=_cached_catalog()), NOW)
+    assert [(d.kind, d.uid) for d in out.deletions] == [("Job", "j-uid")] and out.deployment is None
+    again = decide(subject(), seen(catalog=_cached_catalog()), NOW)  # the Job gone: both are created anew
+    assert (again.caches[0].claim, again.caches[0].job) == (True, True)

@@ -238,7 +238,8 @@ class Outcome:
         desired = c.placement
         caches, cache_deletions, waiting = cache_actions(seen, desired, serving, gm.namespace)
         if waiting is not None:
-            return cls.waiting_for_weights(gm, seen, now, ctx, caches, waiting)
+            lost = tuple(d for d in cache_deletions if d.uid == waiting.job_uid and not waiting.claim_name)
+            return replace(cls.waiting_for_weights(gm, seen, now, ctx, caches, waiting), deletions=lost)
         # The old placement stays up, out of the Service, while streams it started may still run.
         hold = seen.tuning.drain_seconds + serving.drain_seconds
         act = plan_switch(desired, c.replicas, children, now, hold, seen.tuning.poll_seconds)
@@ -310,7 +311,7 @@ class Outcome:
                    service=DesiredService(act.service_placement, act.service_since,
                                           verify_live=act.service_moved and bool(children.service_exists
                                                                                  or children.deployments)),
-                   caches=caches, pdb=True, deletions=deletions, events=events + _weights_events(gm, caches, seen),
+                   caches=caches, pdb=True, deletions=deletions, events=events + _weights_events(caches),
                    requeue_seconds=act.requeue_seconds, gauges=gauges, memory=memory, accounted=interval, log=log)
 
     @classmethod
@@ -346,7 +347,7 @@ class Outcome:
         status = _base_status(gm, seen, now, conds)
         planned = plan_to_status(plan, now)
         status.predicted, status.decision, status.alternatives = planned.predicted, planned.decision, planned.alternatives
-        events = (*ctx.signal_events, *_weights_events(gm, caches, seen))
+        events = (*ctx.signal_events, *_weights_events(caches))
         if failed:
             events += (Event(reason, msg, "Warning"),)
         return cls("Serving", status=status, caches=caches, events=events,
@@ -439,6 +440,11 @@ def cache_actions(seen: Seen, desired: Placement, serving: ServingSpec, namespac
         return (), tuple(deletions), None
     cs = children.caches.get(key)
     mc = catalog.model_cache
+    if cs is not None and not cs.claim_name and cs.job_uid:
+        # The claim is gone (deleted by hand, or lost): its Job filled a volume that no longer exists. Remove the
+        # Job now so the next pass fills a new claim (a Job's template is immutable, so it cannot be re-run).
+        stale = Deletion("Job", cs.job_name, namespace, cs.job_uid, f"the cache of {key[0]} in {key[1]} lost its PVC")
+        return (), (stale,), cs
     create = DesiredCache(desired, serving, mc.storage_class_name, mc.access_mode,
                           claim=cs is None or not cs.claim_name, job=cs is None or not cs.job_name)
     caches = (create,) if create.claim or create.job else ()
@@ -447,7 +453,7 @@ def cache_actions(seen: Seen, desired: Placement, serving: ServingSpec, namespac
     return caches, tuple(deletions), cs if cs is not None else CacheState(model_id=w.model_id, region=w.region)
 
 
-def _weights_events(gm: Subject, caches: tuple[DesiredCache, ...], seen: Seen) -> tuple[Event, ...]:
+def _weights_events(caches: tuple[DesiredCache, ...]) -> tuple[Event, ...]:
     return tuple(Event("DownloadingWeights", f"filling the model cache of {d.serving.weights.model_id} in "
                                              f"{d.placement.region} for {d.placement.describe()}")
                  for d in caches if d.job)
