@@ -205,7 +205,11 @@ def test_idle_greenmodel_writes_nothing_over_several_ticks(api, operator, namesp
 
 def test_greener_region_moves_the_workload_with_no_zero_ready_moment(api, operator, namespace, config):
     op = operator()
-    gm = example_greenmodel(hysteresis={"minImprovementPercent": 10, "minDwellSeconds": 0})
+    # Responses of at most 100 tokens: the old region drains for 100 x 50 ms + 1.5 s = 6.5 -> 7 s (+ 5 s for
+    # endpoints) after the Service moved (the example's default 2,048 would hold it 109 s; test_serving.py
+    # checks the drain itself).
+    gm = example_greenmodel(hysteresis={"minImprovementPercent": 10, "minDwellSeconds": 0},
+                            serving={"maxOutputTokens": 100})
     gm_apply(api, namespace, gm)
     first = wait_ready(api, namespace, "chat", op=op)["status"]
     assert first["region"] == "europe-west9"
