@@ -130,3 +130,13 @@ def test_drain_follows_the_slo_and_the_longest_response():
     # 500 tokens x 40 ms + 1,000 ms TTFT = 21 s
     assert c["args"][c["args"].index("--shutdown-timeout") + 1] == "21"
     assert spec["terminationGracePeriodSeconds"] == 10 + 21 + 30
+
+
+def test_download_pods_are_not_selected_as_serving_pods():
+    cat = catalog(modelCache={})
+    s = serving_spec(cat, cat.variants[0], CANDIDATE, gm())
+    job = builders.build_download_job(OWNER, builders.Placement("small", "r1", "GPU-X"), s)
+    pod_labels = job["spec"]["template"]["metadata"]["labels"]
+    pdb_selector = builders.build_pdb(OWNER)["spec"]["selector"]["matchLabels"]
+    assert not all(pod_labels.get(k) == v for k, v in pdb_selector.items())  # a finished Job pod never counts
+    assert job["metadata"]["labels"][names.LABEL_NAME] == names.APP_NAME  # the Job itself is ours and watched

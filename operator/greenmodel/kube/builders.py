@@ -294,7 +294,9 @@ def build_download_job(owner: OwnerRef, placement: Placement, serving: ServingSp
             "metadata": _metadata(names.download_job_name(owner.name, w.model_id, w.region), owner, labels,
                                   {"greenmodel.dev/model-id": w.model_id, "greenmodel.dev/region": w.region}),
             "spec": {"backoffLimit": 6,
-                     "template": {"metadata": {"labels": labels}, "spec": pod_spec}}}
+                     # Not our serving pods' name: the PDB, the Service and the scrape config select those.
+                     "template": {"metadata": {"labels": {**labels, names.LABEL_NAME: names.CACHE_APP_NAME}},
+                                  "spec": pod_spec}}}
 
 
 def format_since(ts: datetime) -> str:

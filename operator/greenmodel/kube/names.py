@@ -17,6 +17,7 @@ LABEL_INSTANCE = "app.kubernetes.io/instance"
 LABEL_COMPONENT = "app.kubernetes.io/component"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 APP_NAME = "greenmodel-serving"
+CACHE_APP_NAME = "greenmodel-model-cache"  # the download Jobs' pods (never selected as serving pods)
 MANAGED_BY = "greenmodel-operator"
 
 # Readable copies of the placement, for `kubectl get -L` and for observing children.
