@@ -2,7 +2,8 @@
 # A real local Kubernetes control plane with simulated GPU nodes, built from source, on 127.0.0.1 only.
 #
 #   e2e/cluster.sh build   build (or reuse from cache) kube-apiserver, kube-controller-manager, kube-scheduler,
-#                          kubectl (Kubernetes v1.36), etcd (3.6), kwok (0.8), helm (3); prints where they are
+#                          kubectl (Kubernetes v1.36), etcd (3.6), kwok (0.8), helm (3), prometheus (3.16, with Kubernetes
+#                          discovery); prints where they are
 #   e2e/cluster.sh up      start etcd, kube-apiserver, kube-controller-manager, kube-scheduler and kwok, then
 #                          create the GPU nodes of e2e/topology.yaml (or $GREENMODEL_TOPOLOGY); idempotent
 #   e2e/cluster.sh env     print export lines: eval "$(e2e/cluster.sh env)"
