@@ -49,6 +49,7 @@ from greenmodel.kube import client as kc  # noqa: E402
 from greenmodel.kube import names  # noqa: E402
 from greenmodel.kube.client import KubeClient  # noqa: E402
 from greenmodel.testing.electricitymaps import ElectricityMapsServer  # noqa: E402
+from greenmodel.testing import kwok  # noqa: E402
 
 from test_reconciler_support import OperatorProcess, wait_for, write_config  # noqa: E402
 
@@ -86,8 +87,8 @@ def kubectl(env: dict, *args: str) -> None:
     subprocess.run(["kubectl", *args], env=env, check=True, capture_output=True, text=True)
 
 
-def node(region: str, i: int, gpus: int) -> dict:
-    name = f"{region}-a-l4-{i}"
+def node(region: str, i: int, gpus: int, suffix: str) -> dict:
+    name = f"{region}-a-l4-{i}-{suffix}"  # never a name used before: see greenmodel.testing.kwok
     res = {"cpu": "96", "memory": "384Gi", "ephemeral-storage": "1Ti", "pods": "110", names.GPU_RESOURCE: str(gpus)}
     idx = list(REGIONS).index(region)
     cidr = f"10.{210 + idx}.{i}.0/24"
@@ -260,9 +261,10 @@ def run(args: argparse.Namespace) -> dict:
     try:
         delete_nodes(api)
         per_region = args.nodes // len(REGIONS)
+        suffix = kwok.fresh_suffix()
         for region in REGIONS:
             for i in range(per_region):
-                api.create(kc.NODES, node(region, i, args.gpus_per_node))
+                api.create(kc.NODES, node(region, i, args.gpus_per_node, suffix))
         n_nodes = per_region * len(REGIONS)
         out["nodes"], out["gpus"] = n_nodes, n_nodes * args.gpus_per_node
         wait_for(lambda: sum(1 for n in api.list(kc.NODES, label_selector=f"{NODE_LABEL}=true")

@@ -155,6 +155,21 @@ def _ns_name(nodeid: str) -> str:
     return f"e2e-{base}-{uuid.uuid4().hex[:5]}"
 
 
+def _simulated_nodes_not_ready(core) -> list[str]:
+    """The topology's nodes whose Ready condition is not True, each with its lease's last renewal."""
+    from kubernetes import client
+
+    leases = {ls.metadata.name: ls.spec.renew_time for ls in
+              client.CoordinationV1Api(core.api_client).list_namespaced_lease("kube-node-lease").items}
+    out = []
+    for n in core.list_node(label_selector="greenmodel.dev/simulated=true").items:
+        ready = next((c for c in n.status.conditions or [] if c.type == "Ready"), None)
+        if ready is None or ready.status != "True":
+            out.append(f"{n.metadata.name}: Ready={ready.status if ready else None} ({ready.reason if ready else ''}), "
+                       f"lease renewed {leases.get(n.metadata.name)}")
+    return out
+
+
 @pytest.fixture
 def namespace(request: pytest.FixtureRequest, cluster: Cluster, k8s) -> str:
     from kubernetes import client
@@ -163,6 +178,14 @@ def namespace(request: pytest.FixtureRequest, cluster: Cluster, k8s) -> str:
     if request.node.get_closest_marker("e2e") is None:
         pytest.fail("tests using the cluster fixtures must be marked @pytest.mark.e2e", pytrace=False)
     core = client.CoreV1Api(k8s)
+    # Every test needs the simulated nodes Ready; when kwok stops renewing their leases (see
+    # greenmodel.testing.kwok) every later test fails in its own way, so say it once, plainly.
+    deadline = time.monotonic() + 30
+    while (not_ready := _simulated_nodes_not_ready(core)) and time.monotonic() < deadline:
+        time.sleep(1)
+    if not_ready:
+        pytest.fail("simulated nodes not Ready before the test (kwok renews their leases; its log: "
+                    f"{cluster.log_paths.get('kwok')}):\n  " + "\n  ".join(not_ready), pytrace=False)
     name = _ns_name(request.node.nodeid)
     core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(
         name=name, labels={"greenmodel.dev/e2e": "true"})))

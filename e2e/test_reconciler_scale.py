@@ -19,6 +19,7 @@ import yaml
 
 from greenmodel.kube import client as kc
 from greenmodel.kube import names
+from greenmodel.testing import kwok
 
 from test_reconciler import INTERVAL, api, example_greenmodel, gm_apply, is_ready, record  # noqa: F401
 from test_reconciler_support import OperatorProcess, wait_for, write_config
@@ -32,8 +33,8 @@ IDLE_WINDOW = 3.0
 RESTART_IDLE_LIMIT = 60.0
 
 
-def _node(i: int) -> dict:
-    name = f"{REGION}-a-l4-{i}"
+def _node(i: int, suffix: str) -> dict:
+    name = f"{REGION}-a-l4-{i}-{suffix}"  # never a name used before: see greenmodel.testing.kwok
     res = {"cpu": "48", "memory": "192Gi", "ephemeral-storage": "1Ti", "pods": "110", names.GPU_RESOURCE: "4"}
     cidr = f"10.200.{i}.0/24"
     return {"apiVersion": "v1", "kind": "Node",
@@ -49,8 +50,9 @@ def _node(i: int) -> dict:
 def scale_nodes(api):
     for n in api.list(kc.NODES, label_selector="greenmodel.dev/e2e-scale=true"):
         api.delete(kc.NODES, n["metadata"]["name"])
+    suffix = kwok.fresh_suffix()
     for i in range(N_NODES):
-        api.create(kc.NODES, _node(i))
+        api.create(kc.NODES, _node(i, suffix))
     wait_for(lambda: sum(1 for n in api.list(kc.NODES, label_selector="greenmodel.dev/e2e-scale=true")
                          if any(c["type"] == "Ready" and c["status"] == "True"
                                 for c in (n.get("status") or {}).get("conditions") or [])) == N_NODES,

@@ -22,6 +22,7 @@ import pytest
 import yaml
 
 from greenmodel.kube import client as kc
+from greenmodel.testing import kwok
 from greenmodel.testing.ci import require
 from greenmodel.testing.prometheus import PrometheusProcess, find_prometheus_with_kubernetes_sd
 
@@ -32,7 +33,8 @@ from test_reconciler_support import REPO, OperatorProcess, condition, wait_for, 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 SCRAPE_JOB = REPO / "charts" / "greenmodel-operator" / "files" / "prometheus-serving-scrape.yaml"
-NODE, PRODUCT, POD_CIDR = "e2e-metrics-loopback-0", "E2E-METRICS-GPU", "127.77.0.0/24"
+NODE = f"e2e-metrics-loopback-{kwok.fresh_suffix()}"  # never a name used before: see greenmodel.testing.kwok
+PRODUCT, POD_CIDR = "E2E-METRICS-GPU", "127.77.0.0/24"
 TOKENS_PER_SECOND = 120.0  # what the fake engine's generation counter grows by
 
 
