@@ -30,6 +30,9 @@ def main() -> int:
     ap.add_argument("--zones", default="DE,ES,FR,GB,NL,PL",
                     help="zones in order; the first is the static baseline's region (default DE,ES,FR,GB,NL,PL: sorted, as a shell glob lists them)")
     ap.add_argument("--load-scale", type=float, default=1.0, help="multiply the trace's request rate (default 1)")
+    ap.add_argument("--truth-hours", type=int, default=48,
+                    help="hours judged by the ground-truth simulator, spread over the period (default 48; 0 off; -1 all)")
+    ap.add_argument("--truth-sample-seconds", type=float, default=60.0, help="simulated seconds per judged hour")
     ap.add_argument("--plot", default=None, help="write the figure here (e.g. docs/benchmark.png)")
     ap.add_argument("--json", default=None, help="also write the JSON result here")
     args = ap.parse_args()
@@ -48,7 +51,8 @@ def main() -> int:
     scenario = simulator.build_scenario(intensity_files=files, trace_file=trace, days=args.days,
                                          load_scale=args.load_scale)
     t1 = time.perf_counter()
-    result = simulator.run_all(scenario)
+    result = simulator.run_all(scenario, truth_hours=None if args.truth_hours < 0 else args.truth_hours,
+                               truth_sample_seconds=args.truth_sample_seconds)
     t2 = time.perf_counter()
     runs = result.pop("_runs")
     if args.plot:
@@ -61,7 +65,11 @@ def main() -> int:
     print()
     print(f"cpu cores available: {len(os.sched_getaffinity(0))}")
     print(f"load + stretch: {t1 - t0:6.2f} s")
-    print(f"replay (all policies): {t2 - t1:6.2f} s for {scenario.hours} hours x {len(scenario.regions)} regions")
+    gt_s = result.get("groundTruth", {}).get("seconds", 0.0)
+    print(f"replay (all policies): {t2 - t1 - gt_s:6.2f} s for {scenario.hours} hours x {len(scenario.regions)} regions")
+    if gt_s:
+        print(f"ground truth: {gt_s:6.2f} s, {result['groundTruth']['simulations']} simulations of "
+              f"{result['groundTruth']['simulatedSeconds'] / max(1, result['groundTruth']['simulations']):.0f} s each")
     for name, pol in result["policies"].items():
         print(f"  {name:14s} decide {pol['decideSeconds']:7.2f} s")
     calls = result["timings"].get("planCalls", 0)

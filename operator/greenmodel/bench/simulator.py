@@ -79,6 +79,7 @@ class Scenario:
     notes: list[str] = field(default_factory=list)
     catalog_source: str = ""
     greenmodel_source: str = ""
+    trace: bdata.Trace | None = None  # the request trace (the ground truth replays its requests)
 
 
 # ------------------------------------------------------------------------------------------
@@ -193,6 +194,7 @@ def make_scenario(
         pue=pue,
         switch_overlap_minutes=switch_overlap_minutes,
         notes=notes,
+        trace=trace,
     )
 
 
@@ -536,7 +538,10 @@ def minute_attainment(sc: Scenario, run: PolicyRun) -> float | None:
     return float(w[ok].sum() / tot) if tot > 0 else None
 
 
-def run_all(sc: Scenario) -> dict[str, Any]:
+def run_all(sc: Scenario, truth_hours: int | None = 0, truth_sample_seconds: float = 60.0,
+            energy_dir: str | None = None) -> dict[str, Any]:
+    """Every policy through the planner's model; with ``truth_hours`` != 0 also judged by the ground truth
+    (:mod:`greenmodel.bench.truth`) over that many hours spread over the period (None: every hour)."""
     model = Model(sc)
     planner = Planner(sc)
     t0 = time.perf_counter()
@@ -594,6 +599,14 @@ def run_all(sc: Scenario) -> dict[str, Any]:
                     "planSeconds": round(planner.seconds, 3)},
         "_runs": runs,
     }
+    if truth_hours != 0 and sc.trace is not None:
+        from greenmodel.bench import truth
+
+        gt = truth.judge_runs(sc, model, runs, sc.trace, hours=truth_hours, sample_s=truth_sample_seconds,
+                              energy_dir=energy_dir)
+        result["groundTruth"] = gt["groundTruth"]
+        for name, figures in gt["policies"].items():
+            pols[name]["groundTruth"] = figures
     return result
 
 
@@ -633,6 +646,27 @@ def format_table(result: dict[str, Any]) -> str:
                      + "; variants: " + ", ".join(f"{v} {c} h" for v, c in sorted(p['variantHours'].items(), key=lambda kv: -kv[1])))
     if result.get("greenmodelGapToOracle") is not None:
         lines.append(f"greenmodel is {100 * result['greenmodelGapToOracle']:.1f}% above the oracle (with embodied)")
+    gt = result.get("groundTruth")
+    if gt:
+        smp = gt["sampled"]
+        lines.append("")
+        lines.append(f"Ground truth (per-request engine simulation from ML.ENERGY/Vidur measurements, not the planner's "
+                     f"model; {smp['hoursJudged']} of {smp['hoursOfPeriod']} h sampled, {smp['secondsPerHour']:g} s each; "
+                     f"Scope 2):")
+        hdr2 = (f"{'policy':22s} {'gCO2e/Mtok':>10s} {'hours SLO':>9s} {'requests':>8s} {'kWh/h':>8s} "
+                f"{'worst p95 TTFT':>14s} {'worst p95 ITL':>13s}")
+        lines.append(hdr2)
+        lines.append("-" * len(hdr2))
+        for name in names:
+            g = result["policies"][name].get("groundTruth")
+            if g:
+                lines.append(f"{name:22s} {_f(g['gramsPerMillionTokens'], '10.1f')} "
+                             f"{_f(100 * g['sloAttainment'], '8.1f')}% {_f(100 * g['requestsWithinSlo'], '7.1f')}% "
+                             f"{_f(g['itEnergyKwhPerHour'], '8.2f')} {_f(g['worstHourP95TtftSeconds'], '13.2f')}s "
+                             f"{_f(g['worstHourP95ItlMilliseconds'], '11.1f')}ms")
+        for pair, rule in gt["derived"]["decodeCurves"].items():
+            lines.append(f"derived decode curve: {pair}: {rule}")
+        lines.append(f"ground truth: {gt['simulations']} simulations, {gt['seconds']} s")
     t = result["timings"]
     lines.append(f"timings: replay {t['replaySeconds']} s, {t['planCalls']} plan() calls, {t['planSeconds']} s in plan()")
     lines.append("SLO att.: share of requests in hours whose placement meets the p95 SLOs at that hour's mean load; "

@@ -33,6 +33,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="a region/variant switch runs old and new replicas side by side this long (default 10)")
     p.add_argument("--load-scale", type=float, default=1.0,
                    help="multiply the trace's request rate (default 1: the trace as recorded); stated in the output")
+    p.add_argument("--truth-hours", type=int, default=48, metavar="N",
+                   help="judge every policy by the ground-truth simulator (per-request vLLM-style engine from "
+                   "ML.ENERGY and Vidur measurements) over N hours spread over the period (default 48; 0: off; "
+                   "-1: every hour)")
+    p.add_argument("--truth-sample-seconds", type=float, default=60.0, metavar="S",
+                   help="seconds of requests simulated per judged hour, after a 20 s warm-up (default 60)")
+    p.add_argument("--energy-dir", metavar="DIR",
+                   help="ML.ENERGY / Vidur / Qwen measurements for the ground truth, in the layout of "
+                   "../shared/data/energy (default: the copy packaged with greenmodel)")
     p.add_argument("-o", "--output", choices=("table", "json"), default="table")
     p.add_argument("--plot", metavar="OUT.png", help="write the figure (needs matplotlib)")
     p.set_defaults(func=run)
@@ -59,7 +68,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"greenmodel bench: {exc}", file=sys.stderr)
         return 2
     t_load = time.perf_counter() - t0
-    result = simulator.run_all(scenario)
+    from greenmodel.bench.truth import TruthUnavailable
+
+    try:
+        result = simulator.run_all(scenario, truth_hours=None if args.truth_hours < 0 else args.truth_hours,
+                                   truth_sample_seconds=args.truth_sample_seconds, energy_dir=args.energy_dir)
+    except (TruthUnavailable, LookupError) as exc:
+        print(f"greenmodel bench: ground truth: {exc} (--truth-hours 0 turns it off)", file=sys.stderr)
+        return 2
     result["timings"]["loadSeconds"] = round(t_load, 3)
     if args.plot:
         tp = time.perf_counter()
