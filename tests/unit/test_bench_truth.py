@@ -61,3 +61,16 @@ def test_bench_json_has_ground_truth_figures_per_policy(tmp_path):
                             "--truth-sample-seconds", "10"], capture_output=True, text=True, timeout=600)
     assert table.returncode == 0, table.stderr
     assert "Ground truth" in table.stdout
+
+
+def test_bench_without_the_bench_extra_says_what_to_install(monkeypatch, capsys):
+    import argparse
+    import importlib.util
+
+    from greenmodel.cli import bench
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda m, *a: None if m == "matplotlib" else real(m, *a))
+    assert bench.run(argparse.Namespace(plot="out.png")) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["greenmodel bench: needs matplotlib: pip install 'greenmodel-operator[bench]'"]

@@ -16,7 +16,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Replay a request trace, stretched over --days with an hourly load shape, against hourly "
         "grid intensity (one Electricity Maps export per region) through four policies: static, intensity-cap, "
         "greenmodel (the real planner with hysteresis) and a hindsight oracle. Prints grams CO2e per million "
-        "output tokens (Scope 2 and with embodied Scope 3), kWh, p95 SLO attainment, min quality and switches.",
+        "output tokens (Scope 2 and with embodied Scope 3), kWh, p95 SLO attainment, min quality and switches, "
+        "by the planner's model and by the ground truth (a per-request engine simulation from measurements that "
+        "imports none of the planner).",
     )
     p.add_argument("--intensity", nargs="+", required=True, metavar="FILE",
                    help="Electricity Maps hourly export(s), one per zone; each is a candidate region named by its Zone Id; "
@@ -48,6 +50,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import importlib.util
+
+    missing = [m for m in ("numpy",) + (("matplotlib",) if args.plot else ()) if importlib.util.find_spec(m) is None]
+    if missing:
+        print(f"greenmodel bench: needs {', '.join(missing)}: pip install 'greenmodel-operator[bench]'", file=sys.stderr)
+        return 2
     from greenmodel.bench import simulator
     from greenmodel.bench.data import DataError
 
