@@ -48,11 +48,19 @@ def test_bench_json_has_ground_truth_figures_per_policy(tmp_path):
     assert gt["sampled"]["hoursJudged"] == 4 and gt["sampled"]["hoursOfPeriod"] == 24
     assert "ML.ENERGY" in gt["measured"] and "Vidur" in gt["measured"]
     assert gt["derived"]["measuredDecodeCurves"] or gt["derived"]["decodeCurves"]
-    for name in ("static", "greenmodel", "oracle"):
+    for name in ("static", "best-fixed", "best-fixed-autoscaled", "carbon-cap", "region-follow", "model-choice",
+                 "greenmodel", "relaxed-oracle", "oracle"):
         g = out["policies"][name]["groundTruth"]
         assert g["gramsPerMillionTokens"] > 0
         assert 0.0 <= g["sloAttainment"] <= 1.0 and 0.0 <= g["requestsWithinSlo"] <= 1.0
         assert g["switches"] == out["policies"][name]["switches"]
+    # chosen by the ground truth to meet the SLO in the hours it judges
+    assert out["policies"]["relaxed-oracle"]["groundTruth"]["sloAttainment"] == 1.0
+    assert out["policies"]["best-fixed"]["groundTruth"]["sloAttainment"] == 1.0
+    # the limit: nothing chosen from the same candidates emits less
+    lim = out["policies"]["relaxed-oracle"]["groundTruth"]["gramsPerMillionTokens"]
+    for name in ("best-fixed", "best-fixed-autoscaled", "region-follow", "model-choice"):
+        assert out["policies"][name]["groundTruth"]["gramsPerMillionTokens"] >= lim * 0.98, name
     # PL is far dirtier than FR: the static baseline (first region, PL) emits more per token than greenmodel (FR)
     assert out["policies"]["static"]["groundTruth"]["gramsPerMillionTokens"] > \
         out["policies"]["greenmodel"]["groundTruth"]["gramsPerMillionTokens"]

@@ -56,6 +56,8 @@ from greenmodel.planning.types import CurrentPlacement, Intensity, Observed, Pla
 HOUR = timedelta(hours=1)
 HOURS_PER_YEAR = 8760.0
 POLICY_ORDER = ("static", "intensity-cap", "greenmodel", "oracle")
+TRUTH_ORDER = ("static", "best-fixed", "best-fixed-autoscaled", "carbon-cap", "region-follow", "model-choice",
+               "greenmodel", "relaxed-oracle", "intensity-cap", "oracle")
 REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
@@ -605,6 +607,9 @@ def run_all(sc: Scenario, truth_hours: int | None = 0, truth_sample_seconds: flo
         gt = truth.judge_runs(sc, model, runs, sc.trace, hours=truth_hours, sample_s=truth_sample_seconds,
                               energy_dir=energy_dir)
         result["groundTruth"] = gt["groundTruth"]
+        for run in gt["baselineRuns"]:  # chosen by the ground truth: no planner-model figures of their own
+            pols[run.name] = {"description": run.description, "switches": int(sum(run.switched)),
+                              "groundTruthOnly": True}
         for name, figures in gt["policies"].items():
             pols[name]["groundTruth"] = figures
     return result
@@ -629,7 +634,8 @@ def format_table(result: dict[str, Any]) -> str:
            f"{'SLO att.':>8s} {'minutes':>8s} {'min qual':>8s} {'switches':>8s} {'replicas':>8s}")
     lines.append(hdr)
     lines.append("-" * len(hdr))
-    names = list(POLICY_ORDER) + [n for n in result["policies"] if n not in POLICY_ORDER]
+    names = [n for n in list(POLICY_ORDER) + [n for n in result["policies"] if n not in POLICY_ORDER]
+             if not result["policies"][n].get("groundTruthOnly")]
     for name in names:
         p = result["policies"][name]
         lines.append(
@@ -657,13 +663,18 @@ def format_table(result: dict[str, Any]) -> str:
                 f"{'worst p95 TTFT':>14s} {'worst p95 ITL':>13s}")
         lines.append(hdr2)
         lines.append("-" * len(hdr2))
-        for name in names:
+        order = [n for n in TRUTH_ORDER if n in result["policies"]] + \
+            [n for n in result["policies"] if n not in TRUTH_ORDER]
+        for name in order:
             g = result["policies"][name].get("groundTruth")
             if g:
                 lines.append(f"{name:22s} {_f(g['gramsPerMillionTokens'], '10.1f')} "
                              f"{_f(100 * g['sloAttainment'], '8.1f')}% {_f(100 * g['requestsWithinSlo'], '7.1f')}% "
                              f"{_f(g['itEnergyKwhPerHour'], '8.2f')} {_f(g['worstHourP95TtftSeconds'], '13.2f')}s "
                              f"{_f(g['worstHourP95ItlMilliseconds'], '11.1f')}ms")
+        for name in order:
+            if result["policies"][name].get("groundTruthOnly"):
+                lines.append(f"{name}: {result['policies'][name]['description']}")
         for pair, rule in gt["derived"]["decodeCurves"].items():
             lines.append(f"derived decode curve: {pair}: {rule}")
         lines.append(f"ground truth: {gt['simulations']} simulations, {gt['seconds']} s")

@@ -51,8 +51,10 @@ def deployment(sc, model, variant: str, product: str) -> Deployment:
 
 
 def judge_runs(sc, model, runs: list[PolicyRun], trace, *, hours: int | None = 48, sample_s: float = 60.0,
-               warmup_s: float = 20.0, energy_dir: str | Path | None = None) -> dict[str, Any]:
-    """{"groundTruth": what was measured/derived/sampled, "policies": {name: figures}}."""
+               warmup_s: float = 20.0, energy_dir: str | Path | None = None,
+               baselines: bool = True) -> dict[str, Any]:
+    """{"groundTruth": what was measured/derived/sampled, "policies": {name: figures}}; with ``baselines`` also
+    the ground-truth-chosen baselines of :mod:`greenmodel.bench.baselines` (their runs in "baselineRuns")."""
     ed = Path(energy_dir) if energy_dir else DEFAULT_ENERGY_DIR
     if not (ed / "mlenergy-v3-llm-configs.csv").exists():
         raise TruthUnavailable(f"no measurements in {ed} (give --energy-dir: ML.ENERGY and Vidur files)")
@@ -62,6 +64,13 @@ def judge_runs(sc, model, runs: list[PolicyRun], trace, *, hours: int | None = 4
     judged = sampled_hours(sc.hours, hours)
     t0 = time.perf_counter()
     out: dict[str, Any] = {}
+    extra: list[PolicyRun] = []
+    binfo: dict[str, Any] = {}
+    if baselines:
+        from greenmodel.bench import baselines as bl
+
+        extra, binfo = bl.build(sc, model, judge, judged)
+    runs = list(runs) + extra
     rules: dict[str, dict[str, str]] = {}
     for run in runs:
         grams = tokens = kwh = 0.0
@@ -113,6 +122,8 @@ def judge_runs(sc, model, runs: list[PolicyRun], trace, *, hours: int | None = 4
             "simulations": judge.simulations, "simulatedSeconds": judge.simulated_s,
             "seconds": round(time.perf_counter() - t0, 2),
             "scope": "Scope 2 (GPU energy x PUE x intensity); embodied not included",
+            "baselines": binfo,
         },
         "policies": out,
+        "baselineRuns": extra,
     }

@@ -18,7 +18,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "greenmodel (the real planner with hysteresis) and a hindsight oracle. Prints grams CO2e per million "
         "output tokens (Scope 2 and with embodied Scope 3), kWh, p95 SLO attainment, min quality and switches, "
         "by the planner's model and by the ground truth (a per-request engine simulation from measurements that "
-        "imports none of the planner).",
+        "imports none of the planner), which also picks and judges the baselines a platform engineer would run: "
+        "best-fixed (hindsight), best-fixed-autoscaled (KEDA on waiting requests), carbon-cap, region-follow, "
+        "model-choice and the relaxed oracle.",
     )
     p.add_argument("--intensity", nargs="+", required=True, metavar="FILE",
                    help="Electricity Maps hourly export(s), one per zone; each is a candidate region named by its Zone Id; "
@@ -35,9 +37,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="a region/variant switch runs old and new replicas side by side this long (default 10)")
     p.add_argument("--load-scale", type=float, default=1.0,
                    help="multiply the trace's request rate (default 1: the trace as recorded); stated in the output")
-    p.add_argument("--truth-hours", type=int, default=48, metavar="N",
+    p.add_argument("--truth-hours", type=int, default=24, metavar="N",
                    help="judge every policy by the ground-truth simulator (per-request vLLM-style engine from "
-                   "ML.ENERGY and Vidur measurements) over N hours spread over the period (default 48; 0: off; "
+                   "ML.ENERGY and Vidur measurements) over N hours spread over the period (default 24; 0: off; "
                    "-1: every hour)")
     p.add_argument("--truth-sample-seconds", type=float, default=60.0, metavar="S",
                    help="seconds of requests simulated per judged hour, after a 20 s warm-up (default 60)")

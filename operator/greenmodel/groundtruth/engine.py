@@ -57,6 +57,7 @@ class Result:
     request_ttft_s: np.ndarray  # per request of the window; nan: no first token by the end
     request_tpot_ms: np.ndarray  # its mean time per output token after the first (so far)
     request_waited_s: np.ndarray  # from its arrival to the end of the run
+    mean_waiting: float = 0.0  # time-averaged requests queued and not yet admitted, all replicas (vllm:num_requests_waiting)
 
     def p95_ttft_s(self) -> float:
         return float(np.percentile(self.ttft_s, 95)) if self.ttft_s.size else math.nan
@@ -150,9 +151,12 @@ def simulate(cfg: EngineConfig, replicas: int, arrival_s: np.ndarray, prompt_tok
     n = len(arrival_s)
     i = 0
     window: list[_Req] = []  # requests that arrived in the measured window
+    waiting = 0  # requests queued, not admitted, over all replicas
+    waiting_area = 0.0  # integral of waiting over the measured window
+    last_t = measure_from_s
 
     def preempt(rep: _Replica) -> None:
-        nonlocal preempted
+        nonlocal preempted, waiting
         running = rep.prefilling + list(rep.decoding.values())
         victim = max(running, key=lambda q: q.order)
         rep.kv_used -= victim.prefilled + rep.generated(victim)
@@ -166,9 +170,10 @@ def simulate(cfg: EngineConfig, replicas: int, arrival_s: np.ndarray, prompt_tok
         victim.first_token = victim.last_token = -1.0
         rep.waiting.appendleft(victim)
         preempted += 1
+        waiting += 1
 
     def start_step(r: int, now: float) -> None:
-        nonlocal energy, busy, out_tokens, completed
+        nonlocal energy, busy, out_tokens, completed, waiting
         rep = reps[r]
         # KV for one more token per decoding request; preempt the newest until it fits
         while rep.decoding and rep.kv_used + len(rep.decoding) > cfg.kv_tokens:
@@ -190,6 +195,7 @@ def simulate(cfg: EngineConfig, replicas: int, arrival_s: np.ndarray, prompt_tok
             if c <= 0:
                 break
             rep.waiting.popleft()
+            waiting -= 1
             rep.admitted += 1
             q.order = rep.admitted
             rep.prefilling.append(q)
@@ -249,6 +255,9 @@ def simulate(cfg: EngineConfig, replicas: int, arrival_s: np.ndarray, prompt_tok
         now = min(t_arr, t_step)
         if now >= duration_s or now == math.inf:
             break
+        if now > last_t:
+            waiting_area += waiting * (now - last_t)
+            last_t = now
         if t_step <= t_arr:
             _, r = heapq.heappop(events)
             start_step(r, now)
@@ -256,11 +265,14 @@ def simulate(cfg: EngineConfig, replicas: int, arrival_s: np.ndarray, prompt_tok
             r = min(range(replicas), key=lambda k: reps[k].load)
             q = _Req(t_arr, max(1, int(prompt_tokens[i])), max(1, int(output_tokens[i])))
             reps[r].waiting.append(q)
+            waiting += 1
             i += 1
             if t_arr >= measure_from_s:
                 window.append(q)
             if not reps[r].stepping:
                 start_step(r, now)
+    if duration_s > last_t:
+        waiting_area += waiting * (duration_s - last_t)
     # steps past the end are charged in full (the energy of a step that started counts); idle the rest
     energy += cfg.idle_watts * max(0.0, replicas * (duration_s - measure_from_s) - busy)
     keys = np.array(sorted(itl), dtype=float)
@@ -283,7 +295,8 @@ def simulate(cfg: EngineConfig, replicas: int, arrival_s: np.ndarray, prompt_tok
                                            for q in window]),
                   request_tpot_ms=np.array([tpot(q) for q in window]),
                   request_waited_s=np.array([duration_s - q.arrival for q in window]),
-                  preemptions=preempted, busy_s=busy)
+                  preemptions=preempted, busy_s=busy,
+                  mean_waiting=waiting_area / max(1e-9, duration_s - measure_from_s))
 
 
 def default_max_num_batched_tokens(gpu_memory_gib: float, product: str) -> int:

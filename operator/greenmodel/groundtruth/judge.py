@@ -49,6 +49,7 @@ class HourTruth:
     requests_within: float  # of the hour (scaled from the window)
     requests_judged: float
     preemptions: int
+    mean_waiting: float  # requests queued, not admitted, time-averaged over all replicas
     curve_rule: str  # "" when the decode curve was measured
     prefill_rule: str
 
@@ -121,7 +122,7 @@ class Judge:
         total = self.warmup_s + self.sample_s
         scale = 3600.0 / self.sample_s
         if factor <= 0:
-            return HourTruth(cfg.idle_watts * replicas * 3600 / 3.6e6, 0.0, 0.0, 0.0, True, 0.0, 0.0, 0,
+            return HourTruth(cfg.idle_watts * replicas * 3600 / 3.6e6, 0.0, 0.0, 0.0, True, 0.0, 0.0, 0, 0.0,
                              cfg.curve.rule, cfg.prefill.rule)
         start = w * self.workload.period_s / self.windows
         t, p, o = self.workload.window(start, total * factor)
@@ -133,6 +134,7 @@ class Judge:
                          p95_ttft_s=r.p95_ttft_s(), p95_itl_ms=r.p95_itl_ms(),
                          slo_met=r.within(self.ttft_slo_s, self.itl_slo_ms),
                          requests_within=ok * scale, requests_judged=judged * scale, preemptions=r.preemptions,
+                         mean_waiting=r.mean_waiting,
                          curve_rule=cfg.curve.rule, prefill_rule=cfg.prefill.rule)
 
 
