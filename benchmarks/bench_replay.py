@@ -30,8 +30,9 @@ def main() -> int:
     ap.add_argument("--zones", default="DE,ES,FR,GB,NL,PL",
                     help="zones in order; the first is the static baseline's region (default DE,ES,FR,GB,NL,PL: sorted, as a shell glob lists them)")
     ap.add_argument("--load-scale", type=float, default=1.0, help="multiply the trace's request rate (default 1)")
-    ap.add_argument("--truth-hours", type=int, default=48,
-                    help="hours judged by the ground-truth simulator, spread over the period (default 48; 0 off; -1 all)")
+    ap.add_argument("--min-quality", type=float, default=None, help="override the quality floor (e.g. 80: equal quality)")
+    ap.add_argument("--truth-hours", type=int, default=24,
+                    help="hours judged by the ground-truth simulator, spread over the period (default 24; 0 off; -1 all)")
     ap.add_argument("--truth-sample-seconds", type=float, default=60.0, help="simulated seconds per judged hour")
     ap.add_argument("--plot", default=None, help="write the figure here (e.g. docs/benchmark.png)")
     ap.add_argument("--json", default=None, help="also write the JSON result here")
@@ -49,7 +50,7 @@ def main() -> int:
 
     t0 = time.perf_counter()
     scenario = simulator.build_scenario(intensity_files=files, trace_file=trace, days=args.days,
-                                         load_scale=args.load_scale)
+                                         load_scale=args.load_scale, min_quality=args.min_quality)
     t1 = time.perf_counter()
     result = simulator.run_all(scenario, truth_hours=None if args.truth_hours < 0 else args.truth_hours,
                                truth_sample_seconds=args.truth_sample_seconds)

@@ -210,6 +210,7 @@ def build_scenario(
     pue: float = 1.2,
     switch_overlap_minutes: float = 10.0,
     load_scale: float = 1.0,
+    min_quality: float | None = None,
 ) -> Scenario:
     if pue < 1.0:
         raise ScenarioError(f"--pue must be >= 1.0, got {pue}")
@@ -223,6 +224,12 @@ def build_scenario(
     shape = bdata.load_load_shape(shape_path)
     catalog, csrc = load_catalog(catalog_file)
     spec, gsrc = load_greenmodel(greenmodel_file)
+    if min_quality is not None:
+        if spec.quality is None:
+            raise ScenarioError("--min-quality needs a GreenModel with spec.quality (its benchmark)")
+        spec = spec.model_copy(deep=True)
+        spec.quality.min_score = min_quality
+        gsrc += f" (quality floor overridden: {spec.quality.benchmark} >= {min_quality:g})"
     sc = make_scenario(series, trace, shape, spec, catalog, days=days, pue=pue,
                        switch_overlap_minutes=switch_overlap_minutes, load_scale=load_scale)
     sc.catalog_source, sc.greenmodel_source = csrc, gsrc
@@ -675,6 +682,8 @@ def format_table(result: dict[str, Any]) -> str:
         for name in order:
             if result["policies"][name].get("groundTruthOnly"):
                 lines.append(f"{name}: {result['policies'][name]['description']}")
+        for d in gt.get("decomposition", []):
+            lines.append(f"decomposition: {d['from']} -> {d['to']}: x{d['factor']:.3f} ({d['lever']})")
         for pair, rule in gt["derived"]["decodeCurves"].items():
             lines.append(f"derived decode curve: {pair}: {rule}")
         lines.append(f"ground truth: {gt['simulations']} simulations, {gt['seconds']} s")

@@ -102,6 +102,16 @@ def judge_runs(sc, model, runs: list[PolicyRun], trace, *, hours: int | None = 4
             "worstHourP95TtftSeconds": worst_ttft if math.isfinite(worst_ttft) else None,
             "worstHourP95ItlMilliseconds": worst_itl if math.isfinite(worst_itl) else None,
         }
+    def g(name: str) -> float | None:
+        return (out.get(name) or {}).get("gramsPerMillionTokens")
+
+    steps = [("static", "static-greenest-region", "region (the static deployment in the greenest region)"),
+             ("static-greenest-region", "best-fixed", "variant, GPU and peak sizing (one hindsight choice)"),
+             ("best-fixed", "best-fixed-autoscaled", "right-sizing through the day (KEDA)"),
+             ("best-fixed-autoscaled", "region-follow", "following the cleanest region hour by hour"),
+             ("best-fixed-autoscaled", "relaxed-oracle", "every lever at once, hour by hour (the limit)")]
+    decomposition = [{"from": a, "to": b, "lever": why, "factor": g(b) / g(a)}
+                     for a, b, why in steps if g(a) and g(b) is not None]
     measured_pairs = sorted(k for k, v in rules.items() if v["decode"] == "measured")
     derived_pairs = {k: v["decode"] for k, v in sorted(rules.items()) if v["decode"] != "measured"}
     return {
@@ -123,6 +133,7 @@ def judge_runs(sc, model, runs: list[PolicyRun], trace, *, hours: int | None = 4
             "seconds": round(time.perf_counter() - t0, 2),
             "scope": "Scope 2 (GPU energy x PUE x intensity); embodied not included",
             "baselines": binfo,
+            "decomposition": decomposition,
         },
         "policies": out,
         "baselineRuns": extra,

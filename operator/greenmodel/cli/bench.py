@@ -37,6 +37,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="a region/variant switch runs old and new replicas side by side this long (default 10)")
     p.add_argument("--load-scale", type=float, default=1.0,
                    help="multiply the trace's request rate (default 1: the trace as recorded); stated in the output")
+    p.add_argument("--min-quality", type=float, metavar="SCORE",
+                   help="override the GreenModel's quality floor (spec.quality.minScore), e.g. 80 for an "
+                   "equal-quality comparison with the static baseline")
     p.add_argument("--truth-hours", type=int, default=24, metavar="N",
                    help="judge every policy by the ground-truth simulator (per-request vLLM-style engine from "
                    "ML.ENERGY and Vidur measurements) over N hours spread over the period (default 24; 0: off; "
@@ -73,6 +76,7 @@ def run(args: argparse.Namespace) -> int:
             pue=args.pue,
             switch_overlap_minutes=args.switch_overlap_minutes,
             load_scale=args.load_scale,
+            min_quality=args.min_quality,
         )
     except (DataError, simulator.ScenarioError, OSError) as exc:
         print(f"greenmodel bench: {exc}", file=sys.stderr)

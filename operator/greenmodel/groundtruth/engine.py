@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from greenmodel.groundtruth.measured import Curve
+from greenmodel.groundtruth import prefill as prefill_mod
 from greenmodel.groundtruth.prefill import PrefillModel
 
 
@@ -143,6 +144,14 @@ def simulate(cfg: EngineConfig, replicas: int, arrival_s: np.ndarray, prompt_tok
     reps = [_Replica() for _ in range(replicas)]
     curve, pre = cfg.curve, cfg.prefill
     prefill_w = float(curve.power_w.max())
+    # per-step lookups as tables (the same interpolation, done once): decode ms and watts by batch, prefill ms by
+    # chunk tokens (the attention term depends on the context too and is added per chunk)
+    batches = np.arange(cfg.max_num_seqs + 1, dtype=float)
+    batches[0] = 1.0
+    step_ms_of = np.interp(batches, curve.batch, curve.itl_ms).tolist()
+    watts_of = np.interp(batches, curve.batch, curve.power_w).tolist()
+    linear_of = pre.linear_ms_table(cfg.max_num_batched_tokens)
+    attn_k = 4.0 * pre.hidden * pre.layers / (pre.tflops * 1e12 * prefill_mod.ATTENTION_EFFICIENCY) * 1000.0
     ttft: list[float] = []
     itl: dict[float, int] = {}
     energy = busy = 0.0
@@ -205,13 +214,13 @@ def simulate(cfg: EngineConfig, replicas: int, arrival_s: np.ndarray, prompt_tok
         if not nd and not chunks:
             rep.stepping = False
             return
-        dec_ms = curve.step_ms(max(nd, 1))
-        pre_ms = sum(pre.chunk_ms(c, q.prefilled) for q, c in chunks)
+        dec_ms = step_ms_of[nd]
+        pre_ms = sum(linear_of[c] + attn_k * c * (q.prefilled + c / 2.0) for q, c in chunks)
         step_s = (dec_ms + pre_ms) / 1000.0
         end = now + step_s
         counted = now >= measure_from_s
         if counted:
-            energy += (dec_ms * curve.watts(max(nd, 1)) + pre_ms * prefill_w) / 1000.0
+            energy += (dec_ms * watts_of[nd] + pre_ms * prefill_w) / 1000.0
             busy += step_s
             if nd:
                 k = round(dec_ms + pre_ms, 3)

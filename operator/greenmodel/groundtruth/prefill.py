@@ -76,6 +76,16 @@ class PrefillModel:
             t = self.layer_ms[-1] * n / self.tokens[-1]
         return float((t - self.layer_ms[0]) * self.layers)
 
+    def linear_ms_table(self, max_tokens: int) -> list[float]:
+        """``linear_ms(k)`` for k = 0..max_tokens (one vectorised interpolation)."""
+        k = np.arange(max_tokens + 1, dtype=float)
+        t = np.interp(k, self.tokens, self.layer_ms)
+        beyond = k > self.tokens[-1]
+        t[beyond] = self.layer_ms[-1] * k[beyond] / self.tokens[-1]
+        out = (t - self.layer_ms[0]) * self.layers
+        out[0] = 0.0
+        return out.tolist()
+
     def attention_ms(self, n: float, context: float) -> float:
         """Attention of ``n`` new tokens over ``context`` earlier ones, all layers."""
         flops = 4.0 * n * (context + n / 2.0) * self.hidden * self.layers
