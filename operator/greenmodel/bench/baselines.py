@@ -80,22 +80,26 @@ class Table:
         return self.judge.hour(self.candidates[c][2], n, self.load(h), h)
 
     def _search(self, c: int, h: int, ok, start: int) -> int | None:
-        n = max(1, start)
+        """Fewest n in [1, MAX_REPLICAS] with ok(n) (assumed monotone): down from ``start`` while ok, else doubling
+        up from it, then bisection."""
+        n = max(1, min(start, MAX_REPLICAS))
         if ok(n):
             while n > 1 and ok(n - 1):
                 n -= 1
             return n
-        lo = n
-        while n < MAX_REPLICAS:
-            n = min(MAX_REPLICAS, n * 2 if n > lo + 2 else n + 1)
-            if ok(n):
-                hi = n
-                while hi - lo > 1:  # ok(lo) false, ok(hi) true
-                    mid = (lo + hi) // 2
-                    lo, hi = (lo, mid) if ok(mid) else (mid, hi)
-                return hi
-            lo = n
-        return None
+        lo, hi = n, None
+        while lo < MAX_REPLICAS:
+            m = min(MAX_REPLICAS, lo * 2)
+            if ok(m):
+                hi = m
+                break
+            lo = m
+        if hi is None:
+            return None
+        while hi - lo > 1:  # ok(lo) false, ok(hi) true
+            mid = (lo + hi) // 2
+            lo, hi = (lo, mid) if ok(mid) else (mid, hi)
+        return hi
 
     def min_replicas(self, c: int, h: int, start: int = 1) -> int | None:
         """Fewest replicas of candidate ``c`` meeting the SLO in hour ``h`` (None: not with MAX_REPLICAS)."""
