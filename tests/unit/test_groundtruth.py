@@ -76,6 +76,16 @@ def test_kv_budget_preempts_and_recomputes():
     assert res.output_tokens >= n * 200  # recomputed requests emit their tokens again
 
 
+def test_a_kv_cache_full_of_half_prefilled_prompts_does_not_stall():
+    curve = measured.curve_for(ENERGY, "meta-llama/Llama-3.1-8B-Instruct", H100, 1, "bf16", 8.0)
+    cfg = _config(curve, max_num_seqs=64, kv=3000)
+    # 10 prompts of 1,000 tokens at once: chunks of all of them fill the 3,000-token cache before any finishes
+    res = engine.simulate(cfg, 1, np.zeros(10), np.full(10, 1000), np.full(10, 20), duration_s=60.0)
+    assert res.completed == 10 and res.preemptions > 0
+    too_long = engine.simulate(cfg, 1, np.zeros(1), np.full(1, 5000), np.full(1, 20), duration_s=10.0)
+    assert too_long.rejected == 1 and too_long.completed == 0 and np.isnan(too_long.request_ttft_s[0])
+
+
 def test_join_shortest_queue_spreads_and_overload_shows_in_ttft():
     curve = measured.curve_for(ENERGY, "meta-llama/Llama-3.1-8B-Instruct", H100, 1, "bf16", 8.0)
     cfg = _config(curve, max_num_seqs=8)

@@ -58,6 +58,7 @@ class Result:
     request_ttft_s: np.ndarray  # per request of the window; nan: no first token by the end
     request_tpot_ms: np.ndarray  # its mean time per output token after the first (so far)
     request_waited_s: np.ndarray  # from its arrival to the end of the run
+    rejected: int = 0  # requests longer than the KV cache (vLLM refuses them)
     mean_waiting: float = 0.0  # time-averaged requests queued and not yet admitted, all replicas (vllm:num_requests_waiting)
 
     def p95_ttft_s(self) -> float:
@@ -158,7 +159,7 @@ def simulate(cfg: EngineConfig, replicas: int, arrival_s: np.ndarray, prompt_tok
     out_tokens = completed = preempted = 0
     events: list[tuple[float, int]] = []  # (step end, replica)
     n = len(arrival_s)
-    i = 0
+    i = rejected = 0
     window: list[_Req] = []  # requests that arrived in the measured window
     waiting = 0  # requests queued, not admitted, over all replicas
     waiting_area = 0.0  # integral of waiting over the measured window
@@ -212,6 +213,11 @@ def simulate(cfg: EngineConfig, replicas: int, arrival_s: np.ndarray, prompt_tok
             budget -= c
             rep.kv_used += c
         if not nd and not chunks:
+            if len(rep.prefilling) > 1:
+                # the KV cache is full of half-prefilled prompts: free the newest and try again (vLLM preempts)
+                preempt(rep)
+                start_step(r, now)
+                return
             rep.stepping = False
             return
         dec_ms = step_ms_of[nd]
@@ -273,11 +279,14 @@ def simulate(cfg: EngineConfig, replicas: int, arrival_s: np.ndarray, prompt_tok
         else:
             r = min(range(replicas), key=lambda k: reps[k].load)
             q = _Req(t_arr, max(1, int(prompt_tokens[i])), max(1, int(output_tokens[i])))
-            reps[r].waiting.append(q)
-            waiting += 1
             i += 1
             if t_arr >= measure_from_s:
                 window.append(q)
+            if q.prompt + 1 > cfg.kv_tokens:
+                rejected += 1  # longer than the KV cache holds: vLLM refuses it (never a first token)
+                continue
+            reps[r].waiting.append(q)
+            waiting += 1
             if not reps[r].stepping:
                 start_step(r, now)
     if duration_s > last_t:
@@ -304,7 +313,7 @@ def simulate(cfg: EngineConfig, replicas: int, arrival_s: np.ndarray, prompt_tok
                                            for q in window]),
                   request_tpot_ms=np.array([tpot(q) for q in window]),
                   request_waited_s=np.array([duration_s - q.arrival for q in window]),
-                  preemptions=preempted, busy_s=busy,
+                  preemptions=preempted, busy_s=busy, rejected=rejected,
                   mean_waiting=waiting_area / max(1e-9, duration_s - measure_from_s))
 
 
