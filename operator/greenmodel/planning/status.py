@@ -89,7 +89,12 @@ def alternatives(plan: Plan, limit: int = MAX_ALTERNATIVES) -> list[Alternative]
 
 
 def decision(plan: Plan, now: datetime | None) -> Decision:
-    return Decision(reason=plan.reason[:63], message=one_line(plan.message, 4096), time=now,
+    """Why this placement, and how its engine was sized to the GPU (the --max-model-len and batch it runs)."""
+    msg = plan.message
+    c = plan.chosen
+    if plan.feasible and c is not None and c.memory_note:
+        msg = f"{msg}; engine: {c.memory_note}"
+    return Decision(reason=plan.reason[:63], message=one_line(msg, 4096), time=now,
                     kept_current=plan.kept_current if plan.feasible else False)
 
 
@@ -113,7 +118,8 @@ def plan_to_status(plan: Plan, now: datetime | None = None) -> GreenModelStatus:
 def _cand_json(c: Candidate) -> dict[str, Any]:
     return {
         "variant": c.variant, "region": c.region, "gpuProduct": c.gpu_product, "replicas": c.replicas,
-        "gpusPerReplica": c.gpus_per_replica, "maxBatchSize": c.batch_cap,
+        "gpusPerReplica": c.gpus_per_replica, "maxBatchSize": c.batch_cap, "maxModelLen": c.max_model_len,
+        "engine": c.memory_note,
         "intensity": intensity(c).to_k8s(), "pue": c.pue,
         "predicted": predicted(c).to_k8s(), "sloMet": c.slo_met, "carbonSLOMet": c.carbon_slo_met,
         "latencyHeadroom": sig(c.latency_headroom, 3), "score": sig(c.score, 6),
