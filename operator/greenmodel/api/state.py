@@ -63,10 +63,8 @@ class ServingSpec:
     startup_seconds: int = 900
     # In-flight streams finish within this after a pod leaves the Service (preStop sleep; grace adds margin).
     drain_seconds: int = 0
-    tolerations: tuple[tuple[str, str, str], ...] = field(
-        default=(("nvidia.com/gpu", "Exists", "NoSchedule"),))  # (key, operator, effect)
-    # Full tolerations as JSON (value, tolerationSeconds too); used instead of ``tolerations`` when set.
-    tolerations_json: str = ""
+    # core/v1 tolerations as canonical JSON (the runtime profile's; the NVIDIA GPU taint by default)
+    tolerations_json: str = '[{"effect": "NoSchedule", "key": "nvidia.com/gpu", "operator": "Exists"}]'
     runtime_class_name: str | None = None
     priority_class_name: str | None = None
     image_pull_secrets: tuple[str, ...] = ()

@@ -11,6 +11,7 @@ import json
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
+from greenmodel.api import quantity
 from greenmodel.kube import names
 from greenmodel.api.state import Placement, ServingSpec, intent_hash
 
@@ -94,13 +95,6 @@ PROBE_TIMEOUT_SECONDS = 5  # a loaded engine may take seconds to answer /health 
 SCRAPE_ANNOTATIONS = {"prometheus.io/scrape": "true", "prometheus.io/path": "/metrics"}
 
 
-def _binary_quantity(gib: float) -> str:
-    """GiB as the API server writes the quantity back (its canonical form: the largest binary unit that keeps it
-    whole), so the live object compares equal and an idle pass sends nothing."""
-    mib = int(gib * 1024)
-    return f"{mib // 1024}Gi" if mib % 1024 == 0 else f"{mib}Mi"
-
-
 def _weights_volume(owner: OwnerRef, serving: ServingSpec) -> dict:
     w = serving.weights
     if w.source == "preloaded":
@@ -110,7 +104,7 @@ def _weights_volume(owner: OwnerRef, serving: ServingSpec) -> dict:
             "claimName": names.cache_claim_name(owner.name, w.model_id, w.region)}}
     vol: dict = {"name": "models", "emptyDir": {}}
     if w.size_gib:
-        vol["emptyDir"]["sizeLimit"] = _binary_quantity(w.size_gib)
+        vol["emptyDir"]["sizeLimit"] = quantity.from_gib(w.size_gib)
     return vol
 
 
@@ -120,9 +114,7 @@ def _secret_env(serving: ServingSpec) -> list[dict]:
 
 
 def _tolerations(serving: ServingSpec) -> list[dict]:
-    if serving.tolerations_json:
-        return json.loads(serving.tolerations_json)
-    return [{"key": k, "operator": op, "effect": eff} for k, op, eff in serving.tolerations]
+    return json.loads(serving.tolerations_json)
 
 
 def build_deployment(owner: OwnerRef, placement: Placement, replicas: int, serving: ServingSpec) -> dict:
@@ -193,7 +185,7 @@ def build_deployment(owner: OwnerRef, placement: Placement, replicas: int, servi
     }
     shm: dict = {"medium": "Memory"}
     if serving.shm_size_gib:
-        shm["sizeLimit"] = _binary_quantity(serving.shm_size_gib)
+        shm["sizeLimit"] = quantity.from_gib(serving.shm_size_gib)
     pod_spec: dict = {
         "containers": [container],
         "affinity": affinity,
@@ -246,13 +238,13 @@ def build_cache_claim(owner: OwnerRef, serving: ServingSpec, storage_class: str 
     w = serving.weights
     name = names.cache_claim_name(owner.name, w.model_id, w.region)
     spec: dict = {"accessModes": [access_mode],
-                  "resources": {"requests": {"storage": _binary_quantity(w.size_gib)}}}
+                  "resources": {"requests": {"storage": quantity.from_gib(w.size_gib)}}}
     if storage_class:
         spec["storageClassName"] = storage_class
     labels = {**names.child_labels(owner.name), names.LABEL_MODEL_CACHE: name}
     return {"apiVersion": "v1", "kind": "PersistentVolumeClaim",
-            "metadata": _metadata(name, owner, labels, {"greenmodel.dev/model-id": w.model_id,
-                                                        "greenmodel.dev/region": w.region}),
+            "metadata": _metadata(name, owner, labels, {names.ANNOTATION_MODEL_ID: w.model_id,
+                                                        names.ANNOTATION_REGION: w.region}),
             "spec": spec}
 
 
@@ -292,7 +284,7 @@ def build_download_job(owner: OwnerRef, placement: Placement, serving: ServingSp
         pod_spec["imagePullSecrets"] = [{"name": n} for n in serving.image_pull_secrets]
     return {"apiVersion": "batch/v1", "kind": "Job",
             "metadata": _metadata(names.download_job_name(owner.name, w.model_id, w.region), owner, labels,
-                                  {"greenmodel.dev/model-id": w.model_id, "greenmodel.dev/region": w.region}),
+                                  {names.ANNOTATION_MODEL_ID: w.model_id, names.ANNOTATION_REGION: w.region}),
             "spec": {"backoffLimit": 6,
                      # Not our serving pods' name: the PDB, the Service and the scrape config select those.
                      "template": {"metadata": {"labels": {**labels, names.LABEL_NAME: names.CACHE_APP_NAME}},

@@ -48,34 +48,27 @@ def _owned_by(obj: dict, uid: str) -> bool:
     return any(ref.get("uid") == uid for ref in (obj.get("metadata") or {}).get("ownerReferences") or [])
 
 
-ANNOTATION_MODEL_ID = "greenmodel.dev/model-id"
-ANNOTATION_REGION = "greenmodel.dev/region"
+def _cache_key(obj: dict, owner_uid: str) -> tuple[str, str] | None:
+    ann = (obj.get("metadata") or {}).get("annotations") or {}
+    if not _owned_by(obj, owner_uid) or names.ANNOTATION_MODEL_ID not in ann:
+        return None
+    return ann[names.ANNOTATION_MODEL_ID], ann.get(names.ANNOTATION_REGION, "")
 
 
 def observe_caches(owner_uid: str, claims: list[dict], jobs: list[dict]) -> dict[tuple[str, str], CacheState]:
-    """Model caches (PVC + download Job) by (model id, region), from their annotations."""
+    """Model caches (PVC + download Job) by (model id, region), from the annotations both carry."""
     found: dict[tuple[str, str], dict] = {}
     for pvc in claims:
-        meta = pvc.get("metadata") or {}
-        ann = meta.get("annotations") or {}
-        if not _owned_by(pvc, owner_uid) or ANNOTATION_MODEL_ID not in ann:
-            continue
-        key = (ann[ANNOTATION_MODEL_ID], ann.get(ANNOTATION_REGION, ""))
-        found.setdefault(key, {}).update(claim_name=meta.get("name", ""), claim_uid=meta.get("uid", ""),
-                                         claim_phase=(pvc.get("status") or {}).get("phase", "Pending"))
-    by_claim = {d.get("claim_name"): k for k, d in found.items()}
+        key = _cache_key(pvc, owner_uid)
+        if key is not None:
+            meta = pvc["metadata"]
+            found.setdefault(key, {}).update(claim_name=meta.get("name", ""), claim_uid=meta.get("uid", ""),
+                                             claim_phase=(pvc.get("status") or {}).get("phase", "Pending"))
     for job in jobs:
-        meta = job.get("metadata") or {}
-        if not _owned_by(job, owner_uid):
-            continue
-        claim = (meta.get("labels") or {}).get(names.LABEL_MODEL_CACHE, "")
-        key = by_claim.get(claim)
+        key = _cache_key(job, owner_uid)
         if key is None:
-            ann = meta.get("annotations") or {}
-            if ANNOTATION_MODEL_ID not in ann:
-                continue
-            key = (ann[ANNOTATION_MODEL_ID], ann.get(ANNOTATION_REGION, ""))
-        st = job.get("status") or {}
+            continue
+        meta, st = job["metadata"], job.get("status") or {}
         conds = {c.get("type"): c for c in st.get("conditions") or [] if c.get("status") == "True"}
         failed = conds.get("Failed")
         found.setdefault(key, {}).update(

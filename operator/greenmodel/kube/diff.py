@@ -16,9 +16,9 @@ merge it:
 
 from __future__ import annotations
 
-import re
-from decimal import Decimal, InvalidOperation
 from typing import Any
+
+from greenmodel.api import quantity
 
 _MERGE_KEYS = ("name", "containerPort", "port", "key", "type", "mountPath")
 
@@ -32,21 +32,6 @@ def _merge_key(items: list) -> str | None:
     return None
 
 
-_QUANTITY = re.compile(r"^([0-9]+(?:\.[0-9]+)?)(Ki|Mi|Gi|Ti|Pi|Ei|m|k|M|G|T|P|E)?$")
-_UNITS = {None: 1, "m": Decimal("0.001"), "k": 10 ** 3, "M": 10 ** 6, "G": 10 ** 9, "T": 10 ** 12, "P": 10 ** 15,
-          "E": 10 ** 18, "Ki": 2 ** 10, "Mi": 2 ** 20, "Gi": 2 ** 30, "Ti": 2 ** 40, "Pi": 2 ** 50, "Ei": 2 ** 60}
-
-
-def _quantity(v: str) -> Decimal | None:
-    m = _QUANTITY.match(v)
-    if not m:
-        return None
-    try:
-        return Decimal(m.group(1)) * _UNITS[m.group(2)]
-    except InvalidOperation:
-        return None
-
-
 def _scalar_equal(want: Any, live: Any) -> bool:
     if isinstance(want, bool) or isinstance(live, bool):
         return type(want) is type(live) and want == live
@@ -57,7 +42,7 @@ def _scalar_equal(want: Any, live: Any) -> bool:
     if isinstance(live, (int, float)) and isinstance(want, str):
         return want == str(live)
     if isinstance(want, str) and isinstance(live, str) and want[:1].isdigit() and live[:1].isdigit():
-        a, b = _quantity(want), _quantity(live)
+        a, b = quantity.parse(want), quantity.parse(live)
         return a is not None and a == b
     return False
 

@@ -111,6 +111,8 @@ def placement_selector(gm_name: str, placement: Placement) -> dict[str, str]:
 
 
 LABEL_MODEL_CACHE = "greenmodel.dev/model-cache"  # on a cache PVC and its Job: the claim name
+ANNOTATION_MODEL_ID = "greenmodel.dev/model-id"  # on a cache PVC and its Job: what it holds, and where
+ANNOTATION_REGION = "greenmodel.dev/region"
 
 
 def child_labels(gm_name: str, placement: Placement | None = None) -> dict[str, str]:

@@ -36,8 +36,6 @@ class MemoryFit:
     message: str
     gpu_memory_utilization: float
     max_model_len: int  # tokens served (the --max-model-len to pass); 0 if it does not fit
-    kv_cache_gib_per_gpu: float  # memory left for KV blocks on each GPU
-    kv_tokens: int  # tokens the replica's KV cache holds (0 without an attention shape)
     max_sequences: int | None  # sequences of the expected context held at once (None: not known)
 
 
@@ -67,14 +65,14 @@ def fit(spec: GreenModelSpec, variant: ModelVariant, profile: Profile, gpu: GPUP
              f"{weights:.1f} - overhead {variant.overhead_gi_b_per_gpu:g}")
     if kv_gib <= 0:
         return MemoryFit(False, "DoesNotFit", f"no memory left for the KV cache ({where} = {kv_gib:.1f} GiB)",
-                         util, 0, kv_gib, 0, 0)
+                         util, 0, 0)
     per_token = kv_bytes_per_token_per_gpu(variant, tp)
     if per_token == 0:  # no attention shape: the catalog's fixed minimum KV, as before
         if kv_gib * tp < variant.min_kv_cache_gi_b:
             return MemoryFit(False, "DoesNotFit",
                              f"{kv_gib * tp:.1f} GiB left for the KV cache ({where}), the variant needs "
-                             f"minKVCacheGiB {variant.min_kv_cache_gi_b:g}", util, 0, kv_gib, 0, 0)
-        return MemoryFit(True, "", f"{kv_gib:.1f} GiB KV cache per GPU", util, cap, kv_gib, 0, None)
+                             f"minKVCacheGiB {variant.min_kv_cache_gi_b:g}", util, 0, 0)
+        return MemoryFit(True, "", f"{kv_gib:.1f} GiB KV cache per GPU", util, cap, None)
     kv_tokens = int(kv_gib * GIB // per_token) // BLOCK_SIZE * BLOCK_SIZE
     max_len = cap if kv_bytes_for(cap, per_token) <= kv_gib * GIB else kv_tokens // CONTEXT_GRANULE * CONTEXT_GRANULE
     if max_len < context:
@@ -82,9 +80,9 @@ def fit(spec: GreenModelSpec, variant: ModelVariant, profile: Profile, gpu: GPUP
                          f"the KV cache holds {kv_tokens} tokens ({kv_gib:.1f} GiB per GPU left: {where}; "
                          f"{per_token / 1024:g} KiB per token per GPU), less than one request of "
                          f"{context} tokens (spec.load averageInputTokens + averageOutputTokens)",
-                         util, 0, kv_gib, kv_tokens, 0)
+                         util, 0, 0)
     seqs = kv_tokens // context
     note = "" if max_len == cap else f", context cut from {cap} to fit"
     return MemoryFit(True, "", f"--max-model-len {max_len}{note}; KV cache {kv_tokens} tokens "
                      f"({kv_gib:.1f} GiB per GPU), {seqs} sequences of {context} tokens at once",
-                     util, max_len, kv_gib, kv_tokens, seqs)
+                     util, max_len, seqs)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import math
 
+from greenmodel.api import quantity
 from greenmodel.api.state import ServingSpec, Weights
 from greenmodel.api.v1alpha1 import GreenModelSpec, ModelCatalogSpec, ModelVariant, RuntimeProfile
 from greenmodel.planning.types import Candidate
@@ -51,24 +52,6 @@ def runtime_profile(catalog: ModelCatalogSpec, variant: ModelVariant) -> Runtime
     if variant.runtime.image:
         prof = prof.model_copy(update={"image": variant.runtime.image})
     return prof
-
-
-def _bytes(q: str) -> float:
-    units = {"": 1, "k": 1e3, "M": 1e6, "G": 1e9, "T": 1e12, "m": 1e-3,
-             "Ki": 2 ** 10, "Mi": 2 ** 20, "Gi": 2 ** 30, "Ti": 2 ** 40}
-    i = len(q)
-    while i and not q[i - 1].isdigit():
-        i -= 1
-    return float(q[:i]) * units[q[i:]]
-
-
-def _times(q: str, n: int) -> str:
-    """``n`` times a quantity, in the quantity's own unit."""
-    i = len(q)
-    while i and not q[i - 1].isdigit():
-        i -= 1
-    v = float(q[:i]) * n
-    return f"{v:g}{q[i:]}" if v != int(v) else f"{int(v)}{q[i:]}"
 
 
 def drain_seconds(spec: GreenModelSpec) -> int:
@@ -148,17 +131,18 @@ def serving_spec(catalog: ModelCatalogSpec, variant: ModelVariant, candidate: Ca
         # exist (the pod says so); named by the catalog: optional, so public weights serve without it.
         secret_env = (("HF_TOKEN", secret, token.key, spec.serving.hugging_face_token_secret_name is None),)
     res = prof.resources_for(candidate.gpu_product)
-    mem = _times(res.memory, g)
+    mem = quantity.times(res.memory, g)
     floor = variant.weight_memory_gi_b + MIN_MEMORY_HEADROOM_GIB
-    if _bytes(mem) < floor * 2 ** 30:
+    if quantity.parse(mem) < floor * 2 ** 30:
         mem = f"{math.ceil(floor)}Gi"
     tolerations = [t.to_k8s() for t in prof.tolerations]
     return ServingSpec(
         image=prof.image, args=tuple(args), gpus_per_replica=g, runtime=prof.name, command=command,
         port=VLLM_PORT, env=tuple(env), secret_env=secret_env,
-        cpu_request=_times(res.cpu, g), memory_request=mem, ephemeral_storage_request=_times(res.ephemeral_storage, g),
+        cpu_request=quantity.times(res.cpu, g), memory_request=mem,
+        ephemeral_storage_request=quantity.times(res.ephemeral_storage, g),
         startup_seconds=startup_seconds(variant, prof), drain_seconds=drain_seconds(spec),
-        tolerations=(), tolerations_json=json.dumps(tolerations, sort_keys=True),
+        tolerations_json=json.dumps(tolerations, sort_keys=True),
         runtime_class_name=prof.runtime_class_name, priority_class_name=prof.priority_class_name,
         image_pull_secrets=tuple(prof.image_pull_secrets),
         pod_labels=tuple(sorted(prof.pod_labels.items())), pod_annotations=tuple(sorted(prof.pod_annotations.items())),
