@@ -59,7 +59,7 @@ def main() -> int:
     if args.plot:
         from greenmodel.bench.plot import write_plot
 
-        write_plot(args.plot, scenario, runs)
+        write_plot(args.plot, scenario, runs, policies=result["policies"])
     t3 = time.perf_counter()
     result["timings"]["loadSeconds"] = round(t1 - t0, 3)
     print(simulator.format_table(result))

@@ -64,11 +64,16 @@ def test_bench_json_has_ground_truth_figures_per_policy(tmp_path):
     # PL is far dirtier than FR: the static baseline (first region, PL) emits more per token than greenmodel (FR)
     assert out["policies"]["static"]["groundTruth"]["gramsPerMillionTokens"] > \
         out["policies"]["greenmodel"]["groundTruth"]["gramsPerMillionTokens"]
+    hourly = out["policies"]["greenmodel"]["groundTruth"]["hourly"]
+    assert len(hourly["hours"]) == 4 == len(hourly["p95ItlMilliseconds"])
+    png = tmp_path / "bench.png"
     table = subprocess.run([sys.executable, "-m", "greenmodel", "bench", "--intensity", str(pl), str(fr), "--trace",
                             str(trace), "--load-shape", str(shape), "--days", "1", "--truth-hours", "2",
-                            "--truth-sample-seconds", "10"], capture_output=True, text=True, timeout=600)
+                            "--truth-sample-seconds", "10", "--plot", str(png)],
+                           capture_output=True, text=True, timeout=600)
     assert table.returncode == 0, table.stderr
     assert "Ground truth" in table.stdout
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_bench_without_the_bench_extra_says_what_to_install(monkeypatch, capsys):

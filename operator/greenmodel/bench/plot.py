@@ -22,7 +22,13 @@ def _smooth(values: np.ndarray, hours: int) -> np.ndarray:
     return values[:n].reshape(-1, 24).mean(axis=1)
 
 
-def write_plot(path, scenario: "Scenario", runs: Sequence[PolicyRun], focus: str = "greenmodel") -> None:
+TRUTH_PLOTTED = ("static", "best-fixed", "best-fixed-autoscaled", "greenmodel", "relaxed-oracle")
+
+
+def write_plot(path, scenario: "Scenario", runs: Sequence[PolicyRun], focus: str = "greenmodel",
+               policies: dict | None = None) -> None:
+    """The figure; with ``policies`` (the result's, judged by the ground truth) a fourth panel plots each judged
+    hour's ground-truth p95 inter-token latency of the main policies against the SLO."""
     try:
         import matplotlib
 
@@ -38,7 +44,11 @@ def write_plot(path, scenario: "Scenario", runs: Sequence[PolicyRun], focus: str
     regions = scenario.regions
     colours = {r: plt.cm.tab10(i % 10) for i, r in enumerate(regions)}
 
-    fig, axes = plt.subplots(3, 1, figsize=(11, 8.5), sharex=True, gridspec_kw={"height_ratios": [3, 2, 3]})
+    truth = {n: (policies or {}).get(n, {}).get("groundTruth") for n in TRUTH_PLOTTED}
+    truth = {n: g for n, g in truth.items() if g and g.get("hourly", {}).get("hours")}
+    rows = 4 if truth else 3
+    fig, axes = plt.subplots(rows, 1, figsize=(11, 8.5 + 2.5 * (rows - 3)), sharex=True,
+                             gridspec_kw={"height_ratios": [3, 2, 3, 3][:rows]})
     ax = axes[0]
     for i, r in enumerate(regions):
         ax.plot(td, _smooth(scenario.intensity[i], hours), lw=0.9, color=colours[r], label=r)
@@ -80,6 +90,22 @@ def write_plot(path, scenario: "Scenario", runs: Sequence[PolicyRun], focus: str
     ax.set_title("Cumulative emissions per policy")
     ax.legend(fontsize=8, loc="upper left")
     ax.grid(alpha=0.3)
+
+    if truth:
+        ax = axes[3]
+        for k, (name, g) in enumerate(truth.items()):
+            hh = g["hourly"]
+            pts = [(t[h], v) for h, v in zip(hh["hours"], hh["p95ItlMilliseconds"]) if v is not None]
+            if pts:
+                ax.plot([a for a, _ in pts], [b for _, b in pts], marker="o", ms=3, lw=1.0,
+                        ls=styles[k % len(styles)], label=f"{name} ({100 * g['sloAttainment']:.0f} % of hours in SLO)")
+        slo = scenario.spec.latency.inter_token_p95_milliseconds
+        ax.axhline(slo, color="black", lw=1.2, ls="--", label=f"SLO {slo:g} ms")
+        ax.set_yscale("log")
+        ax.set_ylabel("p95 ITL, ms (ground truth)")
+        ax.set_title("Ground truth: p95 inter-token latency of each judged hour against the SLO")
+        ax.legend(fontsize=7, loc="upper left", ncol=2)
+        ax.grid(alpha=0.3)
     fig.autofmt_xdate()
     fig.tight_layout()
     fig.savefig(path, dpi=80, format="png")

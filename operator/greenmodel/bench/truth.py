@@ -76,6 +76,7 @@ def judge_runs(sc, model, runs: list[PolicyRun], trace, *, hours: int | None = 4
         grams = tokens = kwh = 0.0
         met = within = total = 0.0
         worst_ttft = worst_itl = 0.0
+        hourly = {"hours": [], "p95TtftSeconds": [], "p95ItlMilliseconds": []}
         for h in judged:
             d = deployment(sc, model, run.variant[h], run.gpu_product[h])
             load = float(sc.load.output_tokens_per_s[h])
@@ -90,6 +91,9 @@ def judge_runs(sc, model, runs: list[PolicyRun], trace, *, hours: int | None = 4
             within += t.requests_within
             total += t.requests_judged
             worst_ttft, worst_itl = max(worst_ttft, t.p95_ttft_s), max(worst_itl, t.p95_itl_ms)
+            hourly["hours"].append(h)
+            hourly["p95TtftSeconds"].append(t.p95_ttft_s if math.isfinite(t.p95_ttft_s) else None)
+            hourly["p95ItlMilliseconds"].append(t.p95_itl_ms if math.isfinite(t.p95_itl_ms) else None)
             rules[f"{d.model_id} on {d.gpus}x {d.gpu_product}"] = {"decode": t.curve_rule or "measured",
                                                                   "prefill": t.prefill_rule}
         n = len(judged)
@@ -101,6 +105,7 @@ def judge_runs(sc, model, runs: list[PolicyRun], trace, *, hours: int | None = 4
             "itEnergyKwhPerHour": kwh / n if n else None,
             "worstHourP95TtftSeconds": worst_ttft if math.isfinite(worst_ttft) else None,
             "worstHourP95ItlMilliseconds": worst_itl if math.isfinite(worst_itl) else None,
+            "hourly": hourly,
         }
     def g(name: str) -> float | None:
         return (out.get(name) or {}).get("gramsPerMillionTokens")

@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
         tp = time.perf_counter()
         from greenmodel.bench.plot import write_plot
 
-        write_plot(args.plot, scenario, result.pop("_runs"))
+        write_plot(args.plot, scenario, result.pop("_runs"), policies=result["policies"])
         result["timings"]["plotSeconds"] = round(time.perf_counter() - tp, 3)
         result["plot"] = args.plot
     else:
