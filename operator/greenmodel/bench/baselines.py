@@ -33,7 +33,7 @@ import numpy as np
 
 from greenmodel.bench import policies as bpol
 from greenmodel.bench.metrics import PolicyRun
-from greenmodel.bench.truth import TruthUnavailable, deployment
+from greenmodel.bench.truth import TruthUnavailable, deployment, switch_overlap_kwh
 from greenmodel.groundtruth.judge import Deployment, Judge
 
 MAX_REPLICAS = 32
@@ -79,7 +79,8 @@ class Table:
     def truth(self, c: int, n: int, h: int):
         return self.judge.hour(self.candidates[c][2], n, self.load(h), h)
 
-    def _search(self, c: int, h: int, ok, start: int) -> int | None:
+    @staticmethod
+    def _search(ok, start: int) -> int | None:
         """Fewest n in [1, MAX_REPLICAS] with ok(n) (assumed monotone): down from ``start`` while ok, else doubling
         up from it, then bisection."""
         n = max(1, min(start, MAX_REPLICAS))
@@ -108,7 +109,7 @@ class Table:
             if self.load(h) >= self._infeasible_from.get(c, math.inf):
                 self._min[key] = None
             else:
-                self._min[key] = self._search(c, h, lambda n: self.truth(c, n, h).slo_met, start)
+                self._min[key] = self._search(lambda n: self.truth(c, n, h).slo_met, start)
                 if self._min[key] is None:
                     self._infeasible_from[c] = min(self.load(h), self._infeasible_from.get(c, math.inf))
         return self._min[key]
@@ -116,13 +117,12 @@ class Table:
     def keda_replicas(self, c: int, h: int, start: int = 1) -> int:
         key = (c, h)
         if key not in self._keda:
-            n = self._search(c, h, lambda n: self.truth(c, n, h).mean_waiting / n <= KEDA_TARGET_WAITING, start)
+            n = self._search(lambda n: self.truth(c, n, h).mean_waiting / n <= KEDA_TARGET_WAITING, start)
             self._keda[key] = n or MAX_REPLICAS
         return self._keda[key]
 
     def idle_kwh_of_switch(self, c: int, n: int) -> float:
-        d = self.candidates[c][2]
-        return d.idle_watts_per_gpu * d.gpus * n / 1000.0 * self.sc.switch_overlap_minutes / 60.0
+        return switch_overlap_kwh(self.sc, self.candidates[c][2], n)
 
 
 def _run(sc, name: str, description: str, choice: dict[int, tuple[str, str, int, int]]) -> PolicyRun:
@@ -212,14 +212,17 @@ def build(sc, model, judge: Judge, hours: list[int]) -> tuple[list[PolicyRun], d
             grams_ch[k, c, :] = g
             switch[k, c, :] = t.idle_kwh_of_switch(c, n) * sc.pue * sc.intensity[:, h]
     mc = {}
+    fallback = 0
     for k, h in enumerate(hours):
         c = int(np.argmin(grams_ch[k, :, br]))
-        if not math.isfinite(grams_ch[k, c, br]):
-            c = bc
-            mc[h] = (t.candidates[c][0], t.candidates[c][1], br, bn)
+        if not math.isfinite(grams_ch[k, c, br]):  # nothing meets the SLO this hour: keep best-fixed's choice
+            fallback += 1
+            mc[h] = (bv, bp, br, bn)
         else:
             mc[h] = (t.candidates[c][0], t.candidates[c][1], br, need[(c, h)])
-    runs.append(_run(sc, "model-choice", f"each hour the cleanest candidate meeting the SLO in {sc.regions[br]}", mc))
+    runs.append(_run(sc, "model-choice", f"each hour the cleanest candidate meeting the SLO in {sc.regions[br]}"
+                     + (f" (best-fixed's choice in {fallback} judged hour(s) where none does)" if fallback else ""),
+                     mc))
 
     flat = grams_ch.reshape(len(hours), C * R)
     feasible_hours = np.isfinite(flat).any(axis=1)

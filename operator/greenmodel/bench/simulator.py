@@ -276,6 +276,12 @@ class Model:
     def gpus_per_replica(self, variant: str, product: str) -> int:
         return self._prepare(variant, product).gpus_per_replica
 
+    def batch_cap(self, variant: str, product: str) -> int:
+        """The batch cap the operator deploys (``--max-num-seqs``): the operating point at the ITL SLO, else the
+        largest measured batch."""
+        pm = self._prepare(variant, product)
+        return int(pm.table.batches[pm.idx] if pm.idx is not None else pm.table.batches[-1])
+
     def idle_watts(self, variant: str, product: str, replicas: int) -> float:
         return self._prepare(variant, product).idle_watts_replica * replicas
 

@@ -40,14 +40,17 @@ def deployment(sc, model, variant: str, product: str) -> Deployment:
     if v.attention is None:
         raise TruthUnavailable(f"variant {variant} has no attention shape (layers, kvHeads, headDim): the ground "
                                "truth needs it for the KV cache and prefill")
-    pm = model._prepare(variant, product)
-    batch = pm.table.batches[pm.idx] if pm.idx is not None else pm.table.batches[-1]
     return Deployment(model_id=v.model_id, precision=v.precision.value, gpu_product=product,
-                      gpus=pm.gpus_per_replica, gpu_memory_gib=gpu.memory_gi_b, idle_watts_per_gpu=gpu.idle_watts,
+                      gpus=model.gpus_per_replica(variant, product), gpu_memory_gib=gpu.memory_gi_b, idle_watts_per_gpu=gpu.idle_watts,
                       weights_gib=v.weight_memory_gi_b, layers=v.attention.layers, kv_heads=v.attention.kv_heads,
                       head_dim=v.attention.head_dim, active_params_b=v.active_b,
-                      moe=v.architecture.value.lower() == "moe", max_num_seqs=int(batch),
+                      moe=v.architecture.value.lower() == "moe", max_num_seqs=model.batch_cap(variant, product),
                       gpu_memory_utilization=gpu.usable_memory_fraction)
+
+
+def switch_overlap_kwh(sc, d: Deployment, replicas: int) -> float:
+    """GPU energy a switch adds: the new replicas idle beside the old ones for the overlap."""
+    return d.idle_watts_per_gpu * d.gpus * replicas / 1000.0 * sc.switch_overlap_minutes / 60.0
 
 
 def judge_runs(sc, model, runs: list[PolicyRun], trace, *, hours: int | None = 48, sample_s: float = 60.0,
@@ -83,7 +86,7 @@ def judge_runs(sc, model, runs: list[PolicyRun], trace, *, hours: int | None = 4
             t = judge.hour(d, run.replicas[h], load, h)
             e = t.energy_kwh
             if run.switched[h]:
-                e += d.idle_watts_per_gpu * d.gpus * run.replicas[h] / 1000.0 * sc.switch_overlap_minutes / 60.0
+                e += switch_overlap_kwh(sc, d, run.replicas[h])
             grams += e * run.pue[h] * run.intensity[h]
             kwh += e
             tokens += t.output_tokens

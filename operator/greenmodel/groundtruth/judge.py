@@ -82,7 +82,7 @@ class Workload:
 
 class Judge:
     def __init__(self, energy_dir: str | Path, workload: Workload, ttft_slo_s: float, itl_slo_ms: float,
-                 sample_s: float = 120.0, warmup_s: float = 30.0, windows: int = 6):
+                 sample_s: float = 60.0, warmup_s: float = 20.0, windows: int = 6):
         self.energy_dir = str(energy_dir)
         self.workload = workload
         self.ttft_slo_s, self.itl_slo_ms = ttft_slo_s, itl_slo_ms

@@ -29,7 +29,7 @@ from __future__ import annotations
 import csv
 import math
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 
@@ -92,7 +92,6 @@ class Curve:
     version: str = "v3"  # ML.ENERGY leaderboard version
     task: str = ""
     rule: str = ""  # "" = measured; else the derivation, with its numbers
-    throughput_tps: np.ndarray = field(default_factory=lambda: np.zeros(0))  # as measured (for validation)
 
     @property
     def measured(self) -> bool:
@@ -105,10 +104,10 @@ class Curve:
         return float(np.interp(batch, self.batch, self.power_w))
 
 
-def _curve(points: list[tuple[float, float, float, float]], **kw) -> Curve:
+def _curve(points: list[tuple[float, float, float]], **kw) -> Curve:
     points.sort()
     a = np.array(points, dtype=float)
-    return Curve(batch=a[:, 0], itl_ms=a[:, 1], power_w=a[:, 2], throughput_tps=a[:, 3], **kw)
+    return Curve(batch=a[:, 0], itl_ms=a[:, 1], power_w=a[:, 2], **kw)
 
 
 @lru_cache(maxsize=4)
@@ -124,8 +123,7 @@ def load(energy_dir: str) -> tuple[Curve, ...]:
             g = groups.setdefault(key, {"params": float(r["activated_params_billions"]), "tasks": {},
                                         "moe": "moe" in r["architecture"].lower()})
             g["tasks"].setdefault(r["task"], []).append(
-                (float(r["avg_batch_size"]), float(r["median_itl_ms"]), float(r["avg_power_watts"]),
-                 float(r["output_throughput_tokens_per_sec"])))
+                (float(r["avg_batch_size"]), float(r["median_itl_ms"]), float(r["avg_power_watts"])))
     with open(d / "mlenergy-v2-llm-configs.csv", newline="") as f:
         for r in csv.DictReader(f):
             m = model_key(r["Model"])
@@ -135,7 +133,7 @@ def load(energy_dir: str) -> tuple[Curve, ...]:
             watts = float(r["Energy/req (J)"]) * tput / out_tok
             g = groups.setdefault(key, {"params": _params_from_name(m), "tasks": {}, "moe": "mixtral" in m})
             g["tasks"].setdefault(r["task"], []).append(
-                (float(r["Avg BS (reqs)"]), float(r["Avg TPOT (s)"]) * 1000.0, watts, tput))
+                (float(r["Avg BS (reqs)"]), float(r["Avg TPOT (s)"]) * 1000.0, watts))
     out = []
     for (ver, m, gpu, n, prec), g in groups.items():
         task = next((t for t in CHAT_TASKS if t in g["tasks"]), sorted(g["tasks"])[0])

@@ -86,13 +86,15 @@ class PrefillModel:
         out[0] = 0.0
         return out.tolist()
 
+    @property
+    def attention_ms_per_token_pair(self) -> float:
+        """ms per unit of ``n * (context + n/2)``: 4 x hidden x layers FLOPs (scores and values) at the
+        attention efficiency."""
+        return 4.0 * self.hidden * self.layers / (self.tflops * 1e12 * ATTENTION_EFFICIENCY) * 1000.0
+
     def attention_ms(self, n: float, context: float) -> float:
         """Attention of ``n`` new tokens over ``context`` earlier ones, all layers."""
-        flops = 4.0 * n * (context + n / 2.0) * self.hidden * self.layers
-        return flops / (self.tflops * 1e12 * ATTENTION_EFFICIENCY) * 1000.0
-
-    def chunk_ms(self, n: float, context: float) -> float:
-        return self.linear_ms(n) + self.attention_ms(n, context)
+        return n * (context + n / 2.0) * self.attention_ms_per_token_pair
 
 
 def prefill_model(profiles_dir: str | Path, product: str, tp: int, layers: int, active_params_b: float) -> PrefillModel:
